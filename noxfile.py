@@ -1,0 +1,90 @@
+"""Developer sessions: ``nox -s tests-cpu``, ``tests-gpu``, ``lint``, ``docs``, ``bench``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+nox.needs_version = ">=2024.3.2"
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.sessions = ["lint", "tests-cpu"]
+nox.options.reuse_existing_virtualenvs = True
+
+ROOT = Path(__file__).parent
+SHARED_DATA = ROOT.parent / "shared" / "datasets"
+
+
+def _data_env() -> dict[str, str]:
+    """Point the MNIST tests at the shared copy when it exists and nothing else was chosen."""
+    if "XPNET_DATA_DIR" not in os.environ and (SHARED_DATA / "mnist").is_dir():
+        return {"XPNET_DATA_DIR": str(SHARED_DATA)}
+    return {}
+
+
+@nox.session(name="tests-cpu")
+def tests_cpu(session: nox.Session) -> None:
+    """The whole suite on the numpy and array_api_strict backends (no GPU needed)."""
+    session.install("-e", ".[dev]")
+    session.run(
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        *session.posargs,
+        env={"XPNET_TEST_BACKENDS": "numpy,array_api_strict", **_data_env()},
+    )
+
+
+@nox.session(name="tests-gpu")
+def tests_gpu(session: nox.Session) -> None:
+    """The whole suite on cupy plus the numpy-vs-cupy agreement tests; needs a CUDA device."""
+    cuda = os.environ.get("XPNET_CUDA", "13")
+    session.install("-e", f".[dev,cuda{cuda}]")
+    probe = (
+        "import sys\n"
+        "try:\n"
+        "    import cupy\n"
+        "    n = cupy.cuda.runtime.getDeviceCount()\n"
+        "except Exception as exc:\n"
+        "    sys.exit(f'tests-gpu: no usable CUDA device ({exc})')\n"
+        "sys.exit(0 if n else 'tests-gpu: CuPy sees no CUDA device')\n"
+    )
+    session.run("python", "-c", probe)
+    tf32 = os.environ.get("CUPY_TF32", "0")
+    session.log(f"tests-gpu: CUPY_TF32={tf32} (float32 agreement tolerance follows it)")
+    session.run(
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        *session.posargs,
+        env={
+            "XPNET_TEST_BACKENDS": "cupy",
+            "XPNET_REQUIRE_GPU": "1",
+            "CUPY_TF32": tf32,
+            **_data_env(),
+        },
+    )
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Ruff lint and format check, and mypy on the package."""
+    session.install("ruff>=0.6", "mypy>=1.10", "numpy>=2")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy", "xpnet")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site with warnings as errors."""
+    session.install("-e", ".[dev,docs]")
+    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Side-by-side training benchmark: xpnet vs PyTorch vs scikit-learn (see benchmarks/)."""
+    session.install("-e", ".[dev]", "torch==2.13.0", "psutil")
+    session.run("python", "benchmarks/bench_cpu.py", *session.posargs, env=_data_env())

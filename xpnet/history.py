@@ -1,0 +1,37 @@
+"""The record a ``fit`` call returns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class History:
+    """Per-epoch metrics of one ``fit`` call.
+
+    Attributes
+    ----------
+    history : dict of str to list of float
+        ``"loss"``, ``"accuracy"`` (classification), ``"val_loss"``, ``"val_accuracy"`` (when
+        validation data was given) and ``"seconds"``, one value per completed epoch.
+    epoch : list of int
+        The epoch numbers completed (0-based, counting from the start of training).
+    interrupted : bool
+        True when ``fit`` stopped early on a keyboard interrupt.
+    """
+
+    def __init__(self, keys: list[str]) -> None:
+        self.history: dict[str, list[float]] = {k: [] for k in keys}
+        self.epoch: list[int] = []
+        self.interrupted = False
+
+    def append(self, epoch: int, values: dict[str, float]) -> None:
+        self.epoch.append(epoch)
+        for k, v in values.items():
+            self.history.setdefault(k, []).append(float(v))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"epoch": list(self.epoch), **{k: list(v) for k, v in self.history.items()}}
+
+    def __repr__(self) -> str:
+        last = {k: round(v[-1], 4) for k, v in self.history.items() if v}
+        return f"History(epochs={len(self.epoch)}, last={last})"

@@ -1,0 +1,118 @@
+"""The fully-connected layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..backend import Backend, namespace_of
+from ..initializers import default_initializer_for, get_initializer
+from ..parameter import Parameter
+from .activations import make_activation, normalize_activation
+from .base import Layer
+
+
+def _check_width(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"xpnet: Dense {what} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class Dense(Layer):
+    """Affine map ``y = act(x @ W + b)`` with ``W`` of shape (in, out) and ``b`` of shape (out,).
+
+    Parameters
+    ----------
+    in_features, out_features : int
+        Input and output widths.
+    activation : str, optional
+        Shorthand for following the layer with an activation (``"relu"``, ``"tanh"``, ...).
+    init : str, default "auto"
+        Weight initializer (see :mod:`xpnet.initializers`); ``"auto"`` picks He for the
+        ReLU family and Glorot otherwise, looking at this layer's activation or, when it has
+        none, at the activation layer that follows it in a model.
+    """
+
+    kind = "Dense"
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        activation: str | None = None,
+        init: str = "auto",
+    ) -> None:
+        self.in_features = _check_width(in_features, "in_features")
+        self.out_features = _check_width(out_features, "out_features")
+        self.activation = normalize_activation(activation)
+        if init != "auto":
+            get_initializer(init)  # fail at construction, not at build
+        self.init = init
+        self._act = make_activation(self.activation)
+        self.W: Parameter | None = None
+        self.b: Parameter | None = None
+
+    def build(
+        self,
+        backend: Backend,
+        dtype: Any,
+        rng: np.random.Generator,
+        next_activation: str | None = None,
+    ) -> None:
+        init = self.init
+        if init == "auto":
+            init = default_initializer_for(self.activation or next_activation)
+        w = get_initializer(init)(rng, self.in_features, self.out_features)
+        self.W = Parameter(backend.asarray(w, dtype=dtype), "W")
+        self.b = Parameter(
+            backend.xp.zeros(self.out_features, dtype=self.W.data.dtype, device=backend.device), "b"
+        )
+
+    def _params(self) -> tuple[Parameter, Parameter]:
+        if self.W is None or self.b is None:
+            raise RuntimeError(
+                "xpnet: this Dense layer has no weights yet; put it in a Sequential model "
+                "or call layer.build(backend, dtype, rng) first"
+            )
+        return self.W, self.b
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        W, b = self._params()
+        namespace_of(x, W.data)
+        if x.ndim != 2 or x.shape[1] != self.in_features:
+            raise ValueError(
+                f"xpnet: Dense({self.in_features}, {self.out_features}) expected input of shape "
+                f"(n, {self.in_features}), got {tuple(x.shape)}"
+            )
+        self._x = x
+        z = x @ W.data + b.data
+        return z if self._act is None else self._act.forward(z, training)
+
+    def backward(self, grad: Any, need_input_grad: bool = True) -> Any:
+        W, b = self._params()
+        xp = namespace_of(grad, W.data)
+        if self._act is not None:
+            grad = self._act.backward(grad)
+        W.grad = self._x.T @ grad
+        b.grad = xp.sum(grad, axis=0)
+        return grad @ W.data.T if need_input_grad else None
+
+    def parameters(self) -> list[Parameter]:
+        return [p for p in (self.W, self.b) if p is not None]
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "activation": self.activation,
+            "init": self.init,
+        }
+
+    def output_features(self, in_features: int | None) -> int | None:
+        return self.out_features
+
+    def __repr__(self) -> str:
+        extra = f", activation={self.activation!r}" if self.activation else ""
+        extra += f", init={self.init!r}" if self.init != "auto" else ""
+        return f"Dense({self.in_features}, {self.out_features}{extra})"

@@ -1,0 +1,142 @@
+"""Losses: each returns the batch mean from ``forward`` and its gradient from ``backward``.
+
+``forward`` returns a 0-d array on the model's backend, not a Python float, so a training
+loop can accumulate it on the device and read it once per epoch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .backend import namespace_of
+
+__all__ = ["LOSSES", "Loss", "MeanSquaredError", "SoftmaxCrossEntropy", "get_loss"]
+
+
+class Loss:
+    """Base class: ``forward(output, target)`` -> mean loss; ``backward()`` -> d(loss)/d(output)."""
+
+    name = "loss"
+
+    def forward(self, output: Any, target: Any) -> Any:
+        raise NotImplementedError
+
+    def backward(self) -> Any:
+        raise NotImplementedError
+
+    def __call__(self, output: Any, target: Any) -> Any:
+        return self.forward(output, target)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def _one_hot(xp: Any, labels: Any, n_classes: int, dtype: Any) -> Any:
+    classes = xp.arange(n_classes, dtype=labels.dtype, device=labels.device)
+    return xp.astype(xp.expand_dims(labels, axis=1) == xp.expand_dims(classes, axis=0), dtype)
+
+
+class SoftmaxCrossEntropy(Loss):
+    """Softmax followed by cross-entropy, fused for stability.
+
+    With logits ``z`` (n, C) and integer labels ``y`` (n,):
+    ``loss = mean_i(logsumexp(z_i) - z_i[y_i])``, computed with the row maximum subtracted
+    so no ``exp`` overflows, and ``d loss / d z = (softmax(z) - onehot(y)) / n``.
+    ``target`` may also be an (n, C) array of class probabilities (e.g. one-hot).
+    """
+
+    name = "softmax_cross_entropy"
+
+    def forward(self, output: Any, target: Any) -> Any:
+        xp = namespace_of(output, target)
+        if output.ndim != 2:
+            raise ValueError(
+                f"xpnet: SoftmaxCrossEntropy expected logits of shape (n, classes), "
+                f"got {tuple(output.shape)}"
+            )
+        n, c = output.shape
+        if target.shape[0] != n:
+            raise ValueError(
+                f"xpnet: SoftmaxCrossEntropy got {n} rows of logits but {target.shape[0]} targets"
+            )
+        if target.ndim == 1:
+            if xp.isdtype(target.dtype, "real floating"):
+                raise ValueError(
+                    "xpnet: SoftmaxCrossEntropy expected integer class labels, got floats; "
+                    "pass labels as integers or targets as an (n, classes) array"
+                )
+            target = _one_hot(xp, target, c, output.dtype)
+        elif target.shape != output.shape:
+            raise ValueError(
+                f"xpnet: SoftmaxCrossEntropy targets must be labels (n,) or probabilities "
+                f"{tuple(output.shape)}, got {tuple(target.shape)}"
+            )
+        else:
+            target = xp.astype(target, output.dtype)
+        shifted = output - xp.max(output, axis=1, keepdims=True)
+        e = xp.exp(shifted)
+        s = xp.sum(e, axis=1, keepdims=True)
+        log_probs = shifted - xp.log(s)
+        self._probs = e / s
+        self._target = target
+        self._n = n
+        return -xp.sum(target * log_probs) / n
+
+    def backward(self) -> Any:
+        return (self._probs - self._target) * (1.0 / self._n)
+
+    @property
+    def probabilities(self) -> Any:
+        """Softmax of the last logits seen by :meth:`forward`."""
+        return self._probs
+
+
+class MeanSquaredError(Loss):
+    """Mean over all elements of ``(output - target)^2``; gradient ``2 (output - target) / size``.
+
+    A 1-D target is treated as one column, matching a model with one output.
+    """
+
+    name = "mean_squared_error"
+
+    def forward(self, output: Any, target: Any) -> Any:
+        xp = namespace_of(output, target)
+        if target.ndim == 1 and output.ndim == 2 and output.shape[1] == 1:
+            target = xp.reshape(target, (-1, 1))
+        if tuple(target.shape) != tuple(output.shape):
+            raise ValueError(
+                f"xpnet: MeanSquaredError expected targets of shape {tuple(output.shape)}, "
+                f"got {tuple(target.shape)}"
+            )
+        self._diff = output - xp.astype(target, output.dtype)
+        self._size = 1
+        for d in output.shape:
+            self._size *= int(d)
+        return xp.sum(self._diff * self._diff) / self._size
+
+    def backward(self) -> Any:
+        return self._diff * (2.0 / self._size)
+
+
+LOSSES: dict[str, type[Loss]] = {
+    "softmax_cross_entropy": SoftmaxCrossEntropy,
+    "cross_entropy": SoftmaxCrossEntropy,
+    "mse": MeanSquaredError,
+    "mean_squared_error": MeanSquaredError,
+}
+
+
+def get_loss(loss: str | Loss | None) -> Loss:
+    """A loss instance from a name, an instance, or ``None`` (softmax cross-entropy)."""
+    if loss is None:
+        return SoftmaxCrossEntropy()
+    if isinstance(loss, Loss):
+        return loss
+    if isinstance(loss, type) and issubclass(loss, Loss):
+        return loss()
+    if isinstance(loss, str) and loss.lower() in LOSSES:
+        return LOSSES[loss.lower()]()
+    raise ValueError(
+        f"xpnet: unknown loss {loss!r}; valid losses are: {', '.join(sorted(LOSSES))} "
+        "or a Loss instance"
+    )

@@ -1,0 +1,432 @@
+"""The Sequential model: a stack of layers, and the training loop around it."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .backend import Backend, _resolve, get_backend, namespace_of, to_numpy
+from .errors import DivergenceError
+from .history import History
+from .layers import Dense, Dropout, Layer
+from .layers.activations import ACTIVATIONS, Sigmoid, Softmax
+from .losses import Loss, SoftmaxCrossEntropy, get_loss
+from .optimizers import Optimizer, get_optimizer
+from .parameter import Parameter
+from .validation import check_positive_int, check_X, check_X_y
+
+__all__ = ["Sequential"]
+
+_DTYPES = ("float32", "float64")
+
+
+def _check_dtype(dtype: Any) -> str:
+    name = getattr(dtype, "__name__", None) or str(dtype)
+    name = name.rsplit(".", 1)[-1]
+    if name not in _DTYPES:
+        raise ValueError(f"xpnet: dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
+    return name
+
+
+class Sequential:
+    """A feed-forward stack of layers.
+
+    Parameters
+    ----------
+    layers : iterable of Layer, optional
+        The layers, input first. Consecutive :class:`~xpnet.layers.Dense` widths must match.
+    dtype : {"float32", "float64"}, default "float32"
+        Floating type of parameters and activations.
+    seed : int, optional
+        Seed of the model's host ``numpy.random.Generator``, which draws the initial weights
+        (and dropout masks unless ``fit`` is given its own seed).
+    backend : str or Backend, optional
+        Where the parameters live; default: the active backend at construction.
+
+    Notes
+    -----
+    Weights are drawn lazily, in layer order, the first time the model is used, so that each
+    Dense layer's default initializer can depend on the activation that follows it.
+    """
+
+    def __init__(
+        self,
+        layers: Iterable[Layer] | None = None,
+        *,
+        dtype: str = "float32",
+        seed: int | None = None,
+        backend: str | Backend | None = None,
+    ) -> None:
+        self.dtype = _check_dtype(dtype)
+        self.backend = get_backend() if backend is None else _resolve(backend)
+        self.seed = seed
+        self._rng = np.random.default_rng(seed)
+        self.layers: list[Layer] = []
+        self._built = 0  # layers[:_built] have their parameters
+        self.loss: Loss | None = None
+        self.optimizer: Optimizer | None = None
+        for layer in layers or []:
+            self.add(layer)
+
+    # ----------------------------------------------------------------- structure
+    def add(self, layer: Layer) -> Sequential:
+        """Append a layer (returns the model, so calls chain)."""
+        if not isinstance(layer, Layer):
+            raise TypeError(f"xpnet: Sequential.add expects a Layer, got {type(layer).__name__}")
+        width = self.n_outputs
+        if isinstance(layer, Dense) and width is not None and layer.in_features != width:
+            raise ValueError(
+                f"xpnet: {layer!r} expects {layer.in_features} inputs but the previous layers "
+                f"output {width}"
+            )
+        if isinstance(layer, Dropout):
+            layer.rng = self._rng
+        self.layers.append(layer)
+        return self
+
+    @property
+    def n_features_in(self) -> int | None:
+        """Input width (from the first Dense layer), or None for a model without one."""
+        for layer in self.layers:
+            if isinstance(layer, Dense):
+                return layer.in_features
+        return None
+
+    @property
+    def n_outputs(self) -> int | None:
+        """Output width (from the last Dense layer)."""
+        width = None
+        for layer in self.layers:
+            width = layer.output_features(width)
+        return width
+
+    def _build(self) -> None:
+        while self._built < len(self.layers):
+            i = self._built
+            nxt = self.layers[i + 1] if i + 1 < len(self.layers) else None
+            next_act = getattr(nxt, "name", None) if type(nxt) in ACTIVATIONS.values() else None
+            self.layers[i].build(self.backend, self.dtype, self._rng, next_act)
+            self._built += 1
+
+    def parameters(self) -> list[Parameter]:
+        """All trainable parameters, layer by layer (W then b for each Dense)."""
+        self._build()
+        return [p for layer in self.layers for p in layer.parameters()]
+
+    def to(self, backend: str | Backend) -> Sequential:
+        """Move the parameters to another backend (returns the model)."""
+        target = _resolve(backend)
+        for p in self.parameters():
+            p.data = target.asarray(to_numpy(p.data))
+            p.grad = None
+        self.backend = target
+        self.optimizer = None  # its state lives on the old backend
+        return self
+
+    # ----------------------------------------------------------------- maths
+    def forward(self, X: Any, training: bool = False) -> Any:
+        """Run the layers on a batch already on the model's backend; return the output."""
+        self._build()
+        for layer in self.layers:
+            X = layer.forward(X, training)
+        return X
+
+    def backward(self, grad: Any, input_grad: bool = False) -> Any:
+        """Back-propagate d(loss)/d(output), filling ``p.grad`` for every parameter.
+
+        Returns d(loss)/d(input) when ``input_grad`` is true, else None (the first layer then
+        skips that product).
+        """
+        for i in range(len(self.layers) - 1, -1, -1):
+            grad = self.layers[i].backward(grad, need_input_grad=input_grad or i > 0)
+        return grad
+
+    # ----------------------------------------------------------------- training
+    def _to_device(self, X: Any, y: Any | None, loss: Loss) -> tuple[Any, Any]:
+        b = self.backend
+        Xd = b.asarray(X, dtype=self.dtype)
+        if y is None:
+            return Xd, None
+        if isinstance(loss, SoftmaxCrossEntropy) and getattr(y, "ndim", 1) == 1:
+            return Xd, b.asarray(y, dtype="int64")
+        return Xd, b.asarray(y, dtype=self.dtype)
+
+    def _check_data(self, X: Any, y: Any, loss: Loss) -> tuple[Any, Any]:
+        classes = self.n_outputs if isinstance(loss, SoftmaxCrossEntropy) else None
+        return check_X_y(X, y, self.n_features_in, classes)
+
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        epochs: int = 1,
+        batch_size: int = 32,
+        optimizer: Optimizer | str | None = None,
+        loss: Loss | str | None = None,
+        validation_data: tuple[Any, Any] | None = None,
+        seed: int | None = None,
+        verbose: int = 0,
+        shuffle: bool = True,
+        check_every: int = 50,
+    ) -> History:
+        """Train with mini-batch gradient descent.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_features)
+            NumPy (moved to the model's backend once, not per batch) or the model's backend.
+        y : array of shape (n_samples,) or (n_samples, n_outputs)
+            Integer labels for classification, real targets for regression losses.
+        epochs : int
+            Passes over the data (0 returns an empty history).
+        batch_size : int
+            Samples per update; the last batch of an epoch may be smaller.
+        optimizer : Optimizer or str, optional
+            Default: the optimizer of the previous ``fit`` call, else ``Adam()``.
+        loss : Loss or str, optional
+            Default: the loss of the previous ``fit`` call, else ``SoftmaxCrossEntropy()``.
+        validation_data : (X_val, y_val), optional
+            Evaluated after every epoch.
+        seed : int, optional
+            Seed of the generator that shuffles and draws dropout masks; default: the model's.
+        verbose : int
+            0 silent, 1 a progress bar and a line per epoch, 2 a line per epoch.
+        shuffle : bool
+            Reshuffle the samples every epoch.
+        check_every : int
+            Steps between checks that the loss is finite. Each check reads one number back
+            from the device, so on a GPU it is kept off the per-batch path.
+
+        Returns
+        -------
+        History
+
+        Raises
+        ------
+        DivergenceError
+            If the loss becomes NaN or infinite; the model keeps the last weights that were
+            checked finite.
+        """
+        epochs = check_positive_int("epochs", epochs, minimum=0)
+        batch_size = check_positive_int("batch_size", batch_size)
+        check_every = check_positive_int("check_every", check_every)
+        loss_fn = get_loss(loss if loss is not None else self.loss)
+        if optimizer is not None or self.optimizer is None:
+            self.optimizer = get_optimizer(optimizer)
+        opt = self.optimizer
+        self.loss = loss_fn
+        X, y = self._check_data(X, y, loss_fn)
+        classify = isinstance(loss_fn, SoftmaxCrossEntropy)
+        Xd, yd = self._to_device(X, y, loss_fn)
+        val = None
+        if validation_data is not None:
+            Xv, yv = self._check_data(validation_data[0], validation_data[1], loss_fn)
+            val = self._to_device(Xv, yv, loss_fn)
+
+        rng = self._rng if seed is None else np.random.default_rng(seed)
+        for layer in self.layers:
+            if isinstance(layer, Dropout):
+                layer.rng = rng
+        keys = ["loss", *(["accuracy"] if classify else [])]
+        keys += [f"val_{k}" for k in keys] if val is not None else []
+        history = History([*keys, "seconds"])
+        params = self.parameters()
+        xp = namespace_of(Xd)
+        n = int(Xd.shape[0])
+        n_batches = -(-n // batch_size)
+        snapshot = [xp.asarray(p.data, copy=True) for p in params]
+        try:
+            for epoch in range(epochs):
+                t0 = time.perf_counter()
+                order = rng.permutation(n) if shuffle else np.arange(n)
+                order_d = self.backend.asarray(order)  # one transfer per epoch
+                loss_sum = xp.zeros((), dtype=Xd.dtype, device=Xd.device)
+                correct = xp.zeros((), dtype=xp.int64, device=Xd.device)
+                bar = _progress(n_batches, epoch, epochs) if verbose == 1 else None
+                for step in range(n_batches):
+                    idx = order_d[step * batch_size : min((step + 1) * batch_size, n)]
+                    xb = xp.take(Xd, idx, axis=0)
+                    yb = xp.take(yd, idx, axis=0)
+                    out = self.forward(xb, training=True)
+                    value = loss_fn.forward(out, yb)
+                    self.backward(loss_fn.backward())
+                    opt.step(params)
+                    loss_sum += value * idx.shape[0]
+                    if classify:
+                        correct += xp.sum(xp.astype(xp.argmax(out, axis=1) == yb, xp.int64))
+                    if (step + 1) % check_every == 0:
+                        self._check_finite(value, snapshot, params, epoch, step)
+                    if bar is not None:
+                        bar.update(1)
+                        if (step + 1) % max(1, n_batches // 20) == 0 or step + 1 == n_batches:
+                            seen = min((step + 1) * batch_size, n)
+                            post = {"loss": f"{float(loss_sum) / seen:.4f}"}
+                            if classify:
+                                post["acc"] = f"{int(correct) / seen:.4f}"
+                            bar.set_postfix(post, refresh=False)
+                if bar is not None:
+                    bar.close()
+                epoch_loss = float(loss_sum) / n  # the one read-back of the epoch
+                if not math.isfinite(epoch_loss):
+                    self._restore(snapshot, params)
+                    raise DivergenceError(_diverged_message(epoch, n_batches - 1, opt))
+                self._take_snapshot(snapshot, params)
+                values = {"loss": epoch_loss}
+                if classify:
+                    values["accuracy"] = int(correct) / n
+                if val is not None:
+                    scores = self._evaluate_device(val[0], val[1], loss_fn, 1024)
+                    values.update({f"val_{k}": v for k, v in scores.items()})
+                values["seconds"] = time.perf_counter() - t0
+                history.append(epoch, values)
+                if verbose:
+                    _print_epoch(epoch, epochs, values)
+        except KeyboardInterrupt:
+            history.interrupted = True
+            if verbose:
+                print("xpnet: training interrupted; returning the history so far", file=sys.stderr)
+        return history
+
+    def _take_snapshot(self, snapshot: list[Any], params: list[Parameter]) -> None:
+        for s, p in zip(snapshot, params, strict=True):
+            s[...] = p.data
+
+    def _restore(self, snapshot: list[Any], params: list[Parameter]) -> None:
+        for s, p in zip(snapshot, params, strict=True):
+            p.data[...] = s
+
+    def _check_finite(
+        self, value: Any, snapshot: list[Any], params: list[Parameter], epoch: int, step: int
+    ) -> None:
+        if math.isfinite(float(value)):
+            self._take_snapshot(snapshot, params)
+            return
+        self._restore(snapshot, params)
+        raise DivergenceError(_diverged_message(epoch, step, self.optimizer))
+
+    # ----------------------------------------------------------------- inference
+    def _forward_batches(self, Xd: Any, batch_size: int) -> Any:
+        xp = namespace_of(Xd)
+        n = int(Xd.shape[0])
+        outs = [
+            self.forward(Xd[i : min(i + batch_size, n), ...], training=False)
+            for i in range(0, n, batch_size)
+        ]
+        return outs[0] if len(outs) == 1 else xp.concat(outs, axis=0)
+
+    def _evaluate_device(self, Xd: Any, yd: Any, loss_fn: Loss, batch_size: int) -> dict:
+        xp = namespace_of(Xd)
+        out = self._forward_batches(Xd, batch_size)
+        result = {"loss": float(loss_fn.forward(out, yd))}
+        if isinstance(loss_fn, SoftmaxCrossEntropy) and yd.ndim == 1:
+            hits = xp.sum(xp.astype(xp.argmax(out, axis=1) == yd, xp.int64))
+            result["accuracy"] = int(hits) / int(yd.shape[0])
+        return result
+
+    def evaluate(
+        self, X: Any, y: Any, batch_size: int = 1024, loss: Loss | str | None = None
+    ) -> dict[str, float]:
+        """Mean loss (and accuracy, for classification) on ``(X, y)`` as Python floats."""
+        batch_size = check_positive_int("batch_size", batch_size)
+        loss_fn = get_loss(loss if loss is not None else self.loss)
+        X, y = self._check_data(X, y, loss_fn)
+        Xd, yd = self._to_device(X, y, loss_fn)
+        return self._evaluate_device(Xd, yd, loss_fn, batch_size)
+
+    def predict_proba(self, X: Any, batch_size: int = 1024) -> np.ndarray:
+        """Class probabilities (softmax of the outputs) as a NumPy array (n, classes)."""
+        batch_size = check_positive_int("batch_size", batch_size)
+        X = check_X(X, self.n_features_in)
+        out = self._forward_batches(self.backend.asarray(X, dtype=self.dtype), batch_size)
+        if not (self.layers and isinstance(self.layers[-1], (Softmax, Sigmoid))):
+            out = Softmax().forward(out)
+        return to_numpy(out)
+
+    def predict(self, X: Any, batch_size: int = 1024) -> np.ndarray:
+        """Predicted class labels (argmax of the outputs) as a NumPy int64 array."""
+        batch_size = check_positive_int("batch_size", batch_size)
+        X = check_X(X, self.n_features_in)
+        out = self._forward_batches(self.backend.asarray(X, dtype=self.dtype), batch_size)
+        xp = namespace_of(out)
+        return to_numpy(xp.argmax(out, axis=1)).astype(np.int64)
+
+    # ----------------------------------------------------------------- weights
+    def get_weights(self) -> list[np.ndarray]:
+        """Host copies of the weights: for each Dense layer, W (in, out) then b (out,)."""
+        return [to_numpy(p.data).copy() for p in self.parameters()]
+
+    def set_weights(self, weights: Sequence[Any]) -> None:
+        """Overwrite the weights in place from arrays in :meth:`get_weights` order."""
+        params = self.parameters()
+        weights = list(weights)
+        if len(weights) != len(params):
+            raise ValueError(
+                f"xpnet: set_weights expected {len(params)} arrays (W and b per Dense layer), "
+                f"got {len(weights)}"
+            )
+        staged = []
+        for i, (p, w) in enumerate(zip(params, weights, strict=True)):
+            w = np.asarray(to_numpy(w))
+            if w.shape != p.shape:
+                raise ValueError(
+                    f"xpnet: set_weights array {i} ({p.name}) must have shape {p.shape}, "
+                    f"got {w.shape}"
+                )
+            if w.dtype.kind not in "iuf" or not np.isfinite(w).all():
+                raise ValueError(f"xpnet: set_weights array {i} must hold finite numbers")
+            staged.append(self.backend.asarray(w, dtype=self.dtype))
+        # All arrays are checked before any is written, so a bad list changes nothing.
+        for p, w in zip(params, staged, strict=True):
+            p.data[...] = w
+
+    def summary(self, print_fn: Any = print) -> str:
+        """A table of layers, output widths and parameter counts; printed and returned."""
+        self._build()
+        rows = [("Layer", "Output", "Params")]
+        width, total = None, 0
+        for i, layer in enumerate(self.layers):
+            width = layer.output_features(width)
+            count = sum(p.size for p in layer.parameters())
+            total += count
+            rows.append((f"{i}: {layer!r}", f"(n, {width})", f"{count:,}"))
+        w0 = max(len(r[0]) for r in rows)
+        w1 = max(len(r[1]) for r in rows)
+        lines = [f"{a.ljust(w0)}  {b.ljust(w1)}  {c.rjust(10)}" for a, b, c in rows]
+        rule = "-" * len(lines[0])
+        lines = [lines[0], rule, *lines[1:], rule]
+        lines.append(f"Total parameters: {total:,}  dtype: {self.dtype}  backend: {self.backend}")
+        text = "\n".join(lines)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+    def __repr__(self) -> str:
+        inner = ", ".join(repr(layer) for layer in self.layers)
+        return f"Sequential([{inner}], dtype={self.dtype!r}, backend={self.backend.name!r})"
+
+
+def _diverged_message(epoch: int, step: int, opt: Optimizer | None) -> str:
+    lr = f" (lr={opt.lr:g})" if opt is not None else ""
+    return (
+        f"xpnet: the loss became NaN or infinite at epoch {epoch + 1}, step {step + 1}; "
+        f"try a smaller learning rate{lr} or scale the inputs. The model keeps the last "
+        "weights that were checked finite."
+    )
+
+
+def _progress(total: int, epoch: int, epochs: int) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False)
+
+
+def _print_epoch(epoch: int, epochs: int, values: dict[str, float]) -> None:
+    parts = [f"epoch {epoch + 1}/{epochs}"]
+    parts += [f"{k} {v:.4f}" for k, v in values.items() if k != "seconds"]
+    parts.append(f"{values['seconds']:.2f}s")
+    print(" - ".join(parts), flush=True)

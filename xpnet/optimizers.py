@@ -1,0 +1,331 @@
+"""Optimizers, following PyTorch's formulations and defaults.
+
+Each ``step(params)`` applies one update from ``p.grad`` to ``p.data`` in place. State
+(moments, momentum buffers) lives on the parameters' backend and is created on the first
+step. Scalar factors such as Adam's bias corrections are computed on the host as Python
+floats, so a step never waits on the device.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .backend import backend_of, namespace_of, to_numpy
+from .parameter import Parameter
+
+__all__ = ["OPTIMIZERS", "SGD", "Adam", "AdamW", "Optimizer", "RMSProp", "get_optimizer"]
+
+
+def _positive(name: str, value: Any, owner: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise ValueError(f"xpnet: {owner} {name} must be a number, got {value!r}")
+    value = float(value)
+    if not (math.isfinite(value) and value > 0.0):
+        raise ValueError(f"xpnet: {owner} {name} must be a positive finite number, got {value}")
+    return value
+
+
+def _in_unit(name: str, value: Any, owner: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise ValueError(f"xpnet: {owner} {name} must be a number, got {value!r}")
+    value = float(value)
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"xpnet: {owner} {name} must be in [0, 1), got {value}")
+    return value
+
+
+def _non_negative(name: str, value: Any, owner: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise ValueError(f"xpnet: {owner} {name} must be a number, got {value!r}")
+    value = float(value)
+    if not (math.isfinite(value) and value >= 0.0):
+        raise ValueError(f"xpnet: {owner} {name} must be >= 0, got {value}")
+    return value
+
+
+class Optimizer:
+    """Base class. Subclasses implement :meth:`_update` for one parameter."""
+
+    name = "optimizer"
+    #: Names of the per-parameter state arrays, in checkpoint order.
+    state_names: tuple[str, ...] = ()
+
+    def __init__(self, lr: float) -> None:
+        self.lr = _positive("lr", lr, type(self).__name__)
+        self._state: dict[int, tuple[Parameter, dict[str, Any]]] = {}
+
+    def step(self, params: Iterable[Parameter]) -> None:
+        """Update each parameter in place from its ``grad``."""
+        for p in params:
+            if p.grad is None:
+                continue
+            entry = self._state.get(id(p))
+            if entry is None or entry[0] is not p:
+                entry = (p, {"step": 0})
+                self._state[id(p)] = entry
+            state = entry[1]
+            state["step"] += 1
+            self._update(p, p.grad, state, namespace_of(p.data, p.grad))
+
+    def zero_grad(self, params: Iterable[Parameter]) -> None:
+        """Forget the gradients (``backward`` overwrites them anyway; this is for hand loops)."""
+        for p in params:
+            p.grad = None
+
+    def _update(self, p: Parameter, g: Any, state: dict[str, Any], xp: Any) -> None:
+        raise NotImplementedError
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The constructor arguments (JSON-serialisable)."""
+        return {"lr": self.lr}
+
+    def state_dict(self, params: Sequence[Parameter]) -> dict[str, Any]:
+        """Host copy of the state, one entry per parameter in ``params`` order."""
+        out = []
+        for p in params:
+            entry = self._state.get(id(p))
+            if entry is None or entry[0] is not p:
+                out.append({"step": 0})
+                continue
+            out.append({k: (v if k == "step" else to_numpy(v).copy()) for k, v in entry[1].items()})
+        return {"name": self.name, "hyperparameters": self.hyperparameters(), "state": out}
+
+    def load_state_dict(self, state: dict[str, Any], params: Sequence[Parameter]) -> None:
+        """Restore what :meth:`state_dict` returned, onto ``params``' backend."""
+        entries = state["state"]
+        if len(entries) != len(params):
+            raise ValueError(
+                f"xpnet: optimizer state has {len(entries)} entries but the model has "
+                f"{len(params)} parameters"
+            )
+        self._state = {}
+        for p, entry in zip(params, entries, strict=True):
+            restored: dict[str, Any] = {"step": int(entry["step"])}
+            for k, v in entry.items():
+                if k == "step":
+                    continue
+                if tuple(np.shape(v)) != p.shape:
+                    raise ValueError(
+                        f"xpnet: optimizer state {k!r} has shape {np.shape(v)}, "
+                        f"parameter {p.name!r} has {p.shape}"
+                    )
+                restored[k] = backend_of(p.data).asarray(np.array(v), dtype=p.data.dtype)
+            self._state[id(p)] = (p, restored)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
+        return f"{type(self).__name__}({args})"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional momentum, Nesterov and L2 weight decay.
+
+    PyTorch's formulation: ``g += weight_decay * p``; ``v = momentum * v + (1 - dampening) * g``
+    (``v = g`` on the first step); ``g = g + momentum * v`` with Nesterov, else ``g = v``;
+    ``p -= lr * g``.
+    """
+
+    name = "sgd"
+    state_names = ("momentum_buffer",)
+
+    def __init__(
+        self,
+        lr: float = 0.01,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+        dampening: float = 0.0,
+    ) -> None:
+        super().__init__(lr)
+        self.momentum = _in_unit("momentum", momentum, "SGD")
+        self.weight_decay = _non_negative("weight_decay", weight_decay, "SGD")
+        self.dampening = _in_unit("dampening", dampening, "SGD")
+        if nesterov and (self.momentum == 0.0 or self.dampening != 0.0):
+            raise ValueError("xpnet: SGD nesterov=True needs momentum > 0 and dampening = 0")
+        self.nesterov = bool(nesterov)
+
+    def _update(self, p: Parameter, g: Any, state: dict[str, Any], xp: Any) -> None:
+        if self.weight_decay:
+            g = g + self.weight_decay * p.data
+        if self.momentum:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = xp.asarray(g, copy=True)
+            else:
+                buf *= self.momentum
+                buf += (1.0 - self.dampening) * g
+            g = g + self.momentum * buf if self.nesterov else buf
+        p.data -= self.lr * g
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {
+            "lr": self.lr,
+            "momentum": self.momentum,
+            "nesterov": self.nesterov,
+            "weight_decay": self.weight_decay,
+            "dampening": self.dampening,
+        }
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba), PyTorch's formulation and defaults.
+
+    ``g += weight_decay * p`` (L2); ``m = b1 m + (1 - b1) g``; ``v = b2 v + (1 - b2) g^2``;
+    ``p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``.
+    """
+
+    name = "adam"
+    state_names = ("exp_avg", "exp_avg_sq")
+
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(lr)
+        owner = type(self).__name__
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"xpnet: {owner} betas must be a pair of numbers, got {betas!r}")
+        self.betas = (_in_unit("betas[0]", betas[0], owner), _in_unit("betas[1]", betas[1], owner))
+        self.eps = _positive("eps", eps, owner)
+        self.weight_decay = _non_negative("weight_decay", weight_decay, owner)
+
+    def _decay(self, p: Parameter, g: Any) -> Any:
+        return g + self.weight_decay * p.data if self.weight_decay else g
+
+    def _update(self, p: Parameter, g: Any, state: dict[str, Any], xp: Any) -> None:
+        g = self._decay(p, g)
+        b1, b2 = self.betas
+        if "exp_avg" not in state:
+            state["exp_avg"] = xp.zeros_like(p.data)
+            state["exp_avg_sq"] = xp.zeros_like(p.data)
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m *= b1
+        m += (1.0 - b1) * g
+        v *= b2
+        v += (1.0 - b2) * (g * g)
+        t = state["step"]
+        step_size = self.lr / (1.0 - b1**t)
+        root_bc2 = math.sqrt(1.0 - b2**t)
+        p.data -= step_size * (m / (xp.sqrt(v) / root_bc2 + self.eps))
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {
+            "lr": self.lr,
+            "betas": list(self.betas),
+            "eps": self.eps,
+            "weight_decay": self.weight_decay,
+        }
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter): ``p *= 1 - lr * weight_decay``
+    before the Adam step, instead of adding ``weight_decay * p`` to the gradient."""
+
+    name = "adamw"
+
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+    ) -> None:
+        super().__init__(lr, betas, eps, weight_decay)
+
+    def _decay(self, p: Parameter, g: Any) -> Any:
+        if self.weight_decay:
+            p.data *= 1.0 - self.lr * self.weight_decay
+        return g
+
+
+class RMSProp(Optimizer):
+    """RMSProp, PyTorch's formulation and defaults.
+
+    ``v = alpha v + (1 - alpha) g^2``; ``d = sqrt(v) + eps`` (centered: ``sqrt(v - mean_g^2)``);
+    with momentum ``buf = momentum buf + g / d`` and ``p -= lr buf``, else ``p -= lr g / d``.
+    """
+
+    name = "rmsprop"
+    state_names = ("square_avg", "grad_avg", "momentum_buffer")
+
+    def __init__(
+        self,
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        centered: bool = False,
+    ) -> None:
+        super().__init__(lr)
+        self.alpha = _in_unit("alpha", alpha, "RMSProp")
+        self.eps = _positive("eps", eps, "RMSProp")
+        self.weight_decay = _non_negative("weight_decay", weight_decay, "RMSProp")
+        self.momentum = _in_unit("momentum", momentum, "RMSProp")
+        self.centered = bool(centered)
+
+    def _update(self, p: Parameter, g: Any, state: dict[str, Any], xp: Any) -> None:
+        if self.weight_decay:
+            g = g + self.weight_decay * p.data
+        if "square_avg" not in state:
+            state["square_avg"] = xp.zeros_like(p.data)
+            if self.centered:
+                state["grad_avg"] = xp.zeros_like(p.data)
+            if self.momentum:
+                state["momentum_buffer"] = xp.zeros_like(p.data)
+        sq = state["square_avg"]
+        sq *= self.alpha
+        sq += (1.0 - self.alpha) * (g * g)
+        if self.centered:
+            ga = state["grad_avg"]
+            ga *= self.alpha
+            ga += (1.0 - self.alpha) * g
+            denom = xp.sqrt(sq - ga * ga) + self.eps
+        else:
+            denom = xp.sqrt(sq) + self.eps
+        if self.momentum:
+            buf = state["momentum_buffer"]
+            buf *= self.momentum
+            buf += g / denom
+            p.data -= self.lr * buf
+        else:
+            p.data -= self.lr * (g / denom)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {
+            "lr": self.lr,
+            "alpha": self.alpha,
+            "eps": self.eps,
+            "weight_decay": self.weight_decay,
+            "momentum": self.momentum,
+            "centered": self.centered,
+        }
+
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {
+    "sgd": SGD,
+    "adam": Adam,
+    "adamw": AdamW,
+    "rmsprop": RMSProp,
+}
+
+
+def get_optimizer(optimizer: str | Optimizer | None, **kwargs: Any) -> Optimizer:
+    """An optimizer from a name (with keyword hyperparameters), an instance, or ``None`` (Adam)."""
+    if optimizer is None:
+        return Adam(**kwargs)
+    if isinstance(optimizer, Optimizer):
+        return optimizer
+    if isinstance(optimizer, str) and optimizer.lower() in OPTIMIZERS:
+        return OPTIMIZERS[optimizer.lower()](**kwargs)
+    raise ValueError(
+        f"xpnet: unknown optimizer {optimizer!r}; valid optimizers are: "
+        f"{', '.join(OPTIMIZERS)} or an Optimizer instance"
+    )
