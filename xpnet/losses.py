@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from .backend import namespace_of
+from .kernels import get_kernels
 
 __all__ = ["LOSSES", "Loss", "MeanSquaredError", "SoftmaxCrossEntropy", "get_loss"]
 
@@ -73,11 +74,7 @@ class SoftmaxCrossEntropy(Loss):
             )
         else:
             target = xp.astype(target, output.dtype)
-        shifted = output - xp.max(output, axis=1, keepdims=True)
-        e = xp.exp(shifted)
-        s = xp.sum(e, axis=1, keepdims=True)
-        log_probs = shifted - xp.log(s)
-        self._probs = e / s
+        log_probs, self._probs = get_kernels(xp).log_softmax_with_probs(output)
         self._target = target
         self._n = n
         return -xp.sum(target * log_probs) / n

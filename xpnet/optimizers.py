@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .backend import backend_of, namespace_of, to_numpy
+from .kernels import get_kernels
 from .parameter import Parameter
 
 __all__ = ["OPTIMIZERS", "SGD", "Adam", "AdamW", "Optimizer", "RMSProp", "get_optimizer"]
@@ -151,15 +152,24 @@ class SGD(Optimizer):
     def _update(self, p: Parameter, g: Any, state: dict[str, Any], xp: Any) -> None:
         if self.weight_decay:
             g = g + self.weight_decay * p.data
-        if self.momentum:
-            buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = state["momentum_buffer"] = xp.asarray(g, copy=True)
-            else:
-                buf *= self.momentum
-                buf += (1.0 - self.dampening) * g
-            g = g + self.momentum * buf if self.nesterov else buf
-        p.data -= self.lr * g
+        if not self.momentum:
+            p.data -= self.lr * g
+            return
+        buf = state.get("momentum_buffer")
+        if buf is None:
+            # PyTorch starts the buffer at the first gradient, undamped.
+            buf = state["momentum_buffer"] = xp.asarray(g, copy=True)
+            p.data -= self.lr * (g + self.momentum * buf if self.nesterov else buf)
+            return
+        get_kernels(xp).sgd_momentum_update(
+            p.data,
+            g,
+            buf,
+            lr=self.lr,
+            momentum=self.momentum,
+            dampening=self.dampening,
+            nesterov=self.nesterov,
+        )
 
     def hyperparameters(self) -> dict[str, Any]:
         return {
@@ -205,15 +215,19 @@ class Adam(Optimizer):
         if "exp_avg" not in state:
             state["exp_avg"] = xp.zeros_like(p.data)
             state["exp_avg_sq"] = xp.zeros_like(p.data)
-        m, v = state["exp_avg"], state["exp_avg_sq"]
-        m *= b1
-        m += (1.0 - b1) * g
-        v *= b2
-        v += (1.0 - b2) * (g * g)
         t = state["step"]
-        step_size = self.lr / (1.0 - b1**t)
-        root_bc2 = math.sqrt(1.0 - b2**t)
-        p.data -= step_size * (m / (xp.sqrt(v) / root_bc2 + self.eps))
+        get_kernels(xp).adam_update(
+            p.data,
+            g,
+            state["exp_avg"],
+            state["exp_avg_sq"],
+            beta1=b1,
+            beta2=b2,
+            step_size=self.lr / (1.0 - b1**t),
+            root_bc2=math.sqrt(1.0 - b2**t),
+            eps=self.eps,
+            step=t,
+        )
 
     def hyperparameters(self) -> dict[str, Any]:
         return {

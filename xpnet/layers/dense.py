@@ -8,8 +8,9 @@ import numpy as np
 
 from ..backend import Backend, namespace_of
 from ..initializers import default_initializer_for, get_initializer
+from ..kernels import get_kernels
 from ..parameter import Parameter
-from .activations import make_activation, normalize_activation
+from .activations import DEFAULT_LEAKY_ALPHA, normalize_activation
 from .base import Layer
 
 
@@ -49,7 +50,7 @@ class Dense(Layer):
         if init != "auto":
             get_initializer(init)  # fail at construction, not at build
         self.init = init
-        self._act = make_activation(self.activation)
+        self._alpha = DEFAULT_LEAKY_ALPHA if self.activation == "leaky_relu" else 0.0
         self.W: Parameter | None = None
         self.b: Parameter | None = None
 
@@ -86,14 +87,17 @@ class Dense(Layer):
                 f"(n, {self.in_features}), got {tuple(x.shape)}"
             )
         self._x = x
-        z = x @ W.data + b.data
-        return z if self._act is None else self._act.forward(z, training)
+        y = get_kernels(namespace_of(x)).bias_activation(
+            x @ W.data, b.data, self.activation, self._alpha
+        )
+        self._y = y
+        return y
 
     def backward(self, grad: Any, need_input_grad: bool = True) -> Any:
         W, b = self._params()
         xp = namespace_of(grad, W.data)
-        if self._act is not None:
-            grad = self._act.backward(grad)
+        if self.activation is not None:
+            grad = get_kernels(xp).activation_backward(grad, self._y, self.activation, self._alpha)
         W.grad = self._x.T @ grad
         b.grad = xp.sum(grad, axis=0)
         return grad @ W.data.T if need_input_grad else None

@@ -1,0 +1,45 @@
+"""Backend-specific fast paths behind one small interface.
+
+:func:`get_kernels` returns the kernels for an array namespace: NumPy gets in-place
+``out=`` versions, CuPy fused element-wise kernels, and every other namespace (and any
+backend when ``XPNET_KERNELS=portable``) the portable reference, which the fast versions
+are tested against. Layers, losses and optimizers call only these methods for their
+element-wise hot spots, so their maths is written once.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .portable import PortableKernels
+
+__all__ = ["PortableKernels", "get_kernels"]
+
+_portable = PortableKernels()
+_by_namespace: dict[str, PortableKernels] = {}
+
+
+def _make(namespace_name: str) -> PortableKernels:
+    if namespace_name.endswith("numpy"):
+        from .numpy_fast import NumpyKernels
+
+        return NumpyKernels()
+    if namespace_name.endswith("cupy"):
+        try:
+            from .cupy_fused import CupyKernels
+        except ImportError:
+            return _portable
+        return CupyKernels()
+    return _portable
+
+
+def get_kernels(xp: Any) -> PortableKernels:
+    """The kernels for namespace ``xp`` (the portable ones if ``XPNET_KERNELS=portable``)."""
+    if os.environ.get("XPNET_KERNELS", "").lower() == "portable":
+        return _portable
+    name = getattr(xp, "__name__", "")
+    k = _by_namespace.get(name)
+    if k is None:
+        k = _by_namespace[name] = _make(name)
+    return k

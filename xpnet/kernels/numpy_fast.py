@@ -1,0 +1,114 @@
+"""NumPy fast paths: the same maths as the portable kernels, with fewer temporaries.
+
+Each method must agree with :class:`~xpnet.kernels.portable.PortableKernels` to float
+rounding; ``tests/test_kernels.py`` holds them to that.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .portable import PortableKernels
+
+# Adam's moments of a unit whose gradient stays zero (a dead ReLU) decay geometrically into
+# the subnormal range, where x86 arithmetic is many times slower; flushing them to zero every
+# few steps keeps later epochs as fast as the first. The change is below float rounding:
+# a moment under the smallest normal float cannot move ``m / (sqrt(v) + eps)`` measurably.
+_FLUSH_EVERY = 16
+
+
+class NumpyKernels(PortableKernels):
+    """In-place NumPy versions (``out=``) of the portable kernels."""
+
+    name = "numpy"
+
+    def __init__(self) -> None:
+        self._scratch: dict[tuple[tuple[int, ...], Any], np.ndarray] = {}
+
+    def _tmp(self, like: np.ndarray) -> np.ndarray:
+        key = (like.shape, like.dtype)
+        buf = self._scratch.get(key)
+        if buf is None:
+            buf = self._scratch[key] = np.empty_like(like)
+        return buf
+
+    def activation(self, x: Any, act: str, alpha: float = 0.0) -> Any:
+        if act == "relu":
+            return np.maximum(x, 0.0, out=np.empty_like(x))
+        return super().activation(x, act, alpha)
+
+    def activation_backward(self, grad: Any, y: Any, act: str, alpha: float = 0.0) -> Any:
+        if act == "relu":
+            out = np.empty_like(grad)
+            np.multiply(grad, y > 0, out=out)
+            return out
+        return super().activation_backward(grad, y, act, alpha)
+
+    def bias_activation(self, z: Any, b: Any, act: str | None, alpha: float = 0.0) -> Any:
+        np.add(z, b, out=z)
+        if act == "relu":
+            return np.maximum(z, 0.0, out=z)
+        return z if act is None else super().activation(z, act, alpha)
+
+    def adam_update(
+        self,
+        p: Any,
+        g: Any,
+        m: Any,
+        v: Any,
+        *,
+        beta1: float,
+        beta2: float,
+        step_size: float,
+        root_bc2: float,
+        eps: float,
+        step: int,
+    ) -> None:
+        tmp = self._tmp(p)
+        m *= beta1
+        np.multiply(g, 1.0 - beta1, out=tmp)
+        m += tmp
+        v *= beta2
+        np.multiply(g, g, out=tmp)
+        tmp *= 1.0 - beta2
+        v += tmp
+        np.sqrt(v, out=tmp)
+        tmp /= root_bc2
+        tmp += eps
+        np.divide(m, tmp, out=tmp)
+        tmp *= step_size
+        p -= tmp
+        if step % _FLUSH_EVERY == 0:
+            _flush_subnormals(m, tmp)
+            _flush_subnormals(v, tmp)
+
+    def sgd_momentum_update(
+        self,
+        p: Any,
+        g: Any,
+        buf: Any,
+        *,
+        lr: float,
+        momentum: float,
+        dampening: float,
+        nesterov: bool,
+    ) -> None:
+        tmp = self._tmp(p)
+        buf *= momentum
+        np.multiply(g, 1.0 - dampening, out=tmp)
+        buf += tmp
+        if nesterov:
+            np.multiply(buf, momentum, out=tmp)
+            tmp += g
+        else:
+            tmp[...] = buf
+        tmp *= lr
+        p -= tmp
+
+
+def _flush_subnormals(a: np.ndarray, scratch: np.ndarray) -> None:
+    tiny = np.finfo(a.dtype).tiny
+    np.abs(a, out=scratch)
+    a[scratch < tiny] = 0.0
