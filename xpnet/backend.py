@@ -271,6 +271,7 @@ def to_numpy(a: Any) -> np.ndarray:
     if name == "cupy":
         return a.get()
     if name == "array_api_strict":
-        # The strict namespace refuses __array__ on purpose; go through DLPack, a real copy path.
-        return np.from_dlpack(a)
+        # The strict namespace refuses __array__ on purpose; DLPack shares its memory, so copy
+        # to keep the promise that only NumPy input comes back as a view.
+        return np.from_dlpack(a).copy()
     raise TypeError(f"xpnet.to_numpy: expected an array, got {type(a).__name__}")
