@@ -13,6 +13,7 @@ from __future__ import annotations
 from . import initializers, layers, losses, metrics, optimizers
 from ._version import __version__
 from .backend import Backend, get_backend, set_backend, to_numpy, use_backend
+from .checkpoint import load_model
 from .errors import (
     BackendUnavailableError,
     CheckpointError,
@@ -36,6 +37,7 @@ __all__ = [
     "get_backend",
     "initializers",
     "layers",
+    "load_model",
     "losses",
     "metrics",
     "optimizers",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from .backend import Backend, _resolve, get_backend, namespace_of, to_numpy
+from .checkpoint import TrainingCheckpointer, save_model
 from .errors import DivergenceError
 from .history import History
 from .layers import Dense, Dropout, Layer
@@ -160,6 +162,9 @@ class Sequential:
         classes = self.n_outputs if isinstance(loss, SoftmaxCrossEntropy) else None
         return check_X_y(X, y, self.n_features_in, classes)
 
+    # A diverging run overflows on the way to the non-finite loss that DivergenceError reports;
+    # NumPy's overflow/invalid warnings would only repeat that, less clearly.
+    @np.errstate(over="ignore", invalid="ignore")
     def fit(
         self,
         X: Any,
@@ -173,6 +178,9 @@ class Sequential:
         verbose: int = 0,
         shuffle: bool = True,
         check_every: int = 50,
+        checkpoint: str | os.PathLike[str] | None = None,
+        checkpoint_every: int = 1,
+        resume: bool = False,
     ) -> History:
         """Train with mini-batch gradient descent.
 
@@ -201,6 +209,18 @@ class Sequential:
         check_every : int
             Steps between checks that the loss is finite. Each check reads one number back
             from the device, so on a GPU it is kept off the per-batch path.
+        checkpoint : str or PathLike, optional
+            A directory for the training state (weights, optimizer state, epoch, history and
+            the random generator's state), written atomically to one file in it every
+            ``checkpoint_every`` epochs, after the last epoch and on a keyboard interrupt
+            (the last completed epoch). The file is also loadable by :func:`xpnet.load_model`.
+        checkpoint_every : int
+            Epochs between checkpoint writes.
+        resume : bool
+            Continue from the state in ``checkpoint``: ``epochs`` counts the total, so a run
+            of 5 epochs that checkpointed after 3 trains epochs 4 and 5, and the returned
+            history includes the earlier epochs. Given the same data, seed and settings, the
+            result is bit-identical to an uninterrupted run on the same backend.
 
         Returns
         -------
@@ -211,8 +231,23 @@ class Sequential:
         DivergenceError
             If the loss becomes NaN or infinite; the model keeps the last weights that were
             checked finite.
+        CheckpointError
+            If ``resume`` finds a damaged checkpoint, or one written for another architecture,
+            dtype, optimizer kind or loss.
+        FileNotFoundError
+            If ``resume`` is true and the checkpoint directory holds no checkpoint.
         """
         epochs = check_positive_int("epochs", epochs, minimum=0)
+        checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
+        if resume and checkpoint is None:
+            raise ValueError("xpnet: resume=True needs checkpoint=DIR, the directory to resume")
+        if validation_data is not None and not (
+            isinstance(validation_data, (tuple, list)) and len(validation_data) == 2
+        ):
+            got = type(validation_data).__name__
+            if isinstance(validation_data, (tuple, list)):
+                got += f" of length {len(validation_data)}"
+            raise ValueError(f"xpnet: validation_data must be a pair (X_val, y_val), got {got}")
         batch_size = check_positive_int("batch_size", batch_size)
         check_every = check_positive_int("check_every", check_every)
         loss_fn = get_loss(loss if loss is not None else self.loss)
@@ -236,12 +271,18 @@ class Sequential:
         keys += [f"val_{k}" for k in keys] if val is not None else []
         history = History([*keys, "seconds"])
         params = self.parameters()
+        ckpt = None if checkpoint is None else TrainingCheckpointer(checkpoint, checkpoint_every)
+        start = 0
+        if ckpt is not None and resume:
+            start = ckpt.restore(
+                self, opt, loss_fn, rng, history, batch_size=batch_size, shuffle=shuffle
+            )
         xp = namespace_of(Xd)
         n = int(Xd.shape[0])
         n_batches = -(-n // batch_size)
         snapshot = [xp.asarray(p.data, copy=True) for p in params]
         try:
-            for epoch in range(epochs):
+            for epoch in range(start, epochs):
                 t0 = time.perf_counter()
                 order = rng.permutation(n) if shuffle else np.arange(n)
                 order_d = self.backend.asarray(order)  # one transfer per epoch
@@ -254,13 +295,15 @@ class Sequential:
                     yb = xp.take(yd, idx, axis=0)
                     out = self.forward(xb, training=True)
                     value = loss_fn.forward(out, yb)
+                    if (step + 1) % check_every == 0:
+                        # Before the update: the snapshot then holds weights whose loss was
+                        # just seen finite, not the untested result of a possibly huge step.
+                        self._check_finite(value, snapshot, params, epoch, step)
                     self.backward(loss_fn.backward())
                     opt.step(params)
                     loss_sum += value * idx.shape[0]
                     if classify:
                         correct += xp.sum(xp.astype(xp.argmax(out, axis=1) == yb, xp.int64))
-                    if (step + 1) % check_every == 0:
-                        self._check_finite(value, snapshot, params, epoch, step)
                     if bar is not None:
                         bar.update(1)
                         if (step + 1) % max(1, n_batches // 20) == 0 or step + 1 == n_batches:
@@ -272,7 +315,11 @@ class Sequential:
                 if bar is not None:
                     bar.close()
                 epoch_loss = float(loss_sum) / n  # the one read-back of the epoch
-                if not math.isfinite(epoch_loss):
+                # The epoch's last update was never followed by a loss, so check the weights
+                # themselves before they become the snapshot (and the checkpoint).
+                if not math.isfinite(epoch_loss) or not all(
+                    bool(xp.all(xp.isfinite(p.data))) for p in params
+                ):
                     self._restore(snapshot, params)
                     raise DivergenceError(_diverged_message(epoch, n_batches - 1, opt))
                 self._take_snapshot(snapshot, params)
@@ -284,10 +331,28 @@ class Sequential:
                     values.update({f"val_{k}": v for k, v in scores.items()})
                 values["seconds"] = time.perf_counter() - t0
                 history.append(epoch, values)
+                if ckpt is not None:
+                    ckpt.end_epoch(
+                        self,
+                        opt,
+                        loss_fn,
+                        rng,
+                        history,
+                        batch_size=batch_size,
+                        shuffle=shuffle,
+                        final=epoch + 1 == epochs,
+                    )
                 if verbose:
                     _print_epoch(epoch, epochs, values)
+        except DivergenceError:
+            if ckpt is not None:
+                ckpt.write_pending()  # the last completed (finite) epoch, if not yet on disk
+            raise
         except KeyboardInterrupt:
             history.interrupted = True
+            if ckpt is not None:
+                # The last completed epoch, never the partial one the interrupt cut short.
+                ckpt.write_pending()
             if verbose:
                 print("xpnet: training interrupted; returning the history so far", file=sys.stderr)
         return history
@@ -356,6 +421,23 @@ class Sequential:
         return to_numpy(xp.argmax(out, axis=1)).astype(np.int64)
 
     # ----------------------------------------------------------------- weights
+    def save(self, path: str | os.PathLike[str], format: str | None = None) -> os.PathLike[str]:
+        """Write the architecture and weights to exactly ``path``, atomically.
+
+        Parameters
+        ----------
+        path : str or PathLike
+            The file to write; no extension is added. Reload it with :func:`xpnet.load_model`.
+        format : {"safetensors", "npz"}, optional
+            Default: safetensors when the ``safetensors`` package is installed, else an
+            uncompressed ``.npz``. Neither is ever pickled; see :mod:`xpnet.checkpoint`.
+
+        Returns
+        -------
+        pathlib.Path
+        """
+        return save_model(self, path, format=format)
+
     def get_weights(self) -> list[np.ndarray]:
         """Host copies of the weights: for each Dense layer, W (in, out) then b (out,)."""
         return [to_numpy(p.data).copy() for p in self.parameters()]
