@@ -40,7 +40,7 @@ import warnings
 import zipfile
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -50,6 +50,8 @@ from .errors import CheckpointError
 from .io_utils import atomic_write
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from .history import History
     from .layers import Layer
     from .losses import Loss
@@ -74,7 +76,7 @@ MAX_HEADER_BYTES = 16 * 1024 * 1024
 _NPY_MAX_HEADER = 10_000
 _NPZ_META = "__xpnet__"
 _DTYPES = ("float32", "float64")
-_ST_DTYPES = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
+_ST_DTYPES: dict[str, np.dtype[Any]] = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
 _SHA_RE = re.compile(r"[0-9a-f]{64}")
 _NAME_RE = re.compile(r"(layers|optimizer)\.(0|[1-9][0-9]{0,8})\.([A-Za-z_][A-Za-z0-9_]{0,63})")
 STATE_FILES = {"safetensors": "state.safetensors", "npz": "state.npz"}
@@ -152,7 +154,7 @@ def _encode(arrays: dict[str, np.ndarray], meta: dict[str, Any], fmt: str) -> An
         )
         return lambda f: f.write(data)
     if fmt == "npz":
-        members = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+        members: dict[str, Any] = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
         members[_NPZ_META] = np.frombuffer(text.encode(), dtype=np.uint8)
         return lambda f: np.savez(f, **members)
     raise ValueError(f"xpnet: format must be 'safetensors' or 'npz', got {fmt!r}")
@@ -263,7 +265,7 @@ def _read_safetensors(data: bytes, path: Path) -> tuple[Any, dict[str, np.ndarra
         raise _fail(path, "the safetensors __metadata__ is not xpnet's")
     meta = _parse_json(text.encode("utf-8", "surrogatepass"), "the xpnet metadata", path)
     buffer = memoryview(data)[8 + n :]
-    entries = []
+    entries: list[tuple[int, int, str, np.dtype[Any], tuple[int, ...]]] = []
     for name, spec in header.items():
         if not isinstance(spec, dict) or set(spec) != {"dtype", "shape", "data_offsets"}:
             raise _fail(path, f"tensor {name!r}: entry must have dtype, shape and data_offsets")
@@ -321,7 +323,7 @@ def _read_npy(f: Any, size: int, name: str, path: Path) -> np.ndarray:
     raw = f.read(nbytes + 1)
     if len(raw) != nbytes:
         raise _fail(path, f"member {name!r} holds {len(raw)} data bytes, its shape needs {nbytes}")
-    order = "F" if fortran else "C"
+    order: Literal["C", "F"] = "F" if fortran else "C"
     return np.frombuffer(raw, dtype=dtype).reshape(shape, order=order).copy()
 
 
@@ -850,7 +852,7 @@ def _user_stacklevel() -> int:
     """The ``stacklevel`` that points a warning at the first frame outside xpnet and NumPy
     (``fit`` is wrapped by ``np.errstate``, so a fixed level would name NumPy's wrapper)."""
     here = Path(__file__).resolve().parent
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     level = 1
     while frame is not None:
         file = Path(frame.f_code.co_filename)
