@@ -20,6 +20,7 @@ from .layers.activations import ACTIVATIONS, Sigmoid, Softmax
 from .losses import Loss, SoftmaxCrossEntropy, get_loss
 from .optimizers import Optimizer, get_optimizer
 from .parameter import Parameter
+from .threads import with_blas_threads
 from .validation import check_positive_int, check_X, check_X_y
 
 __all__ = ["Sequential"]
@@ -165,6 +166,7 @@ class Sequential:
     # A diverging run overflows on the way to the non-finite loss that DivergenceError reports;
     # NumPy's overflow/invalid warnings would only repeat that, less clearly.
     @np.errstate(over="ignore", invalid="ignore")
+    @with_blas_threads
     def fit(
         self,
         X: Any,
@@ -393,6 +395,7 @@ class Sequential:
             result["accuracy"] = int(hits) / int(yd.shape[0])
         return result
 
+    @with_blas_threads
     def evaluate(
         self, X: Any, y: Any, batch_size: int = 1024, loss: Loss | str | None = None
     ) -> dict[str, float]:
@@ -403,6 +406,7 @@ class Sequential:
         Xd, yd = self._to_device(X, y, loss_fn)
         return self._evaluate_device(Xd, yd, loss_fn, batch_size)
 
+    @with_blas_threads
     def predict_proba(self, X: Any, batch_size: int = 1024) -> np.ndarray:
         """Class probabilities (softmax of the outputs) as a NumPy array (n, classes)."""
         batch_size = check_positive_int("batch_size", batch_size)
@@ -412,6 +416,7 @@ class Sequential:
             out = Softmax().forward(out)
         return to_numpy(out)
 
+    @with_blas_threads
     def predict(self, X: Any, batch_size: int = 1024) -> np.ndarray:
         """Predicted class labels (argmax of the outputs) as a NumPy int64 array."""
         batch_size = check_positive_int("batch_size", batch_size)
