@@ -1,3 +1,5 @@
+"""``python -m xpnet``: the same command line as the ``xpnet`` script."""
+
 import sys
 
 from .cli import main
