@@ -56,6 +56,7 @@ EDGE_VALUES = [0.0, -0.0, 1e-3, -1e-3, 20.0, -20.0, 80.0, -80.0, 1e3, -1e3]
 def _fresh_registry(monkeypatch):
     """Each test chooses its kernels anew: no XPNET_KERNELS, an empty per-namespace cache."""
     monkeypatch.delenv("XPNET_KERNELS", raising=False)
+    kernels.reset_kernels()  # the choice is cached per namespace
     kernels._by_namespace.clear()
     yield
     kernels._by_namespace.clear()
@@ -132,10 +133,13 @@ def test_xpnet_kernels_portable_selects_the_reference(monkeypatch):
 
     assert isinstance(get_kernels(np_xp), NumpyKernels)  # fills the cache first
     monkeypatch.setenv("XPNET_KERNELS", "portable")
+    kernels.reset_kernels()  # the choice is cached per namespace
     assert type(get_kernels(np_xp)) is PortableKernels
     monkeypatch.setenv("XPNET_KERNELS", "PORTABLE")
+    kernels.reset_kernels()  # the choice is cached per namespace
     assert type(get_kernels(np_xp)) is PortableKernels
     monkeypatch.delenv("XPNET_KERNELS")
+    kernels.reset_kernels()  # the choice is cached per namespace
     assert isinstance(get_kernels(np_xp), NumpyKernels)
 
 
@@ -303,8 +307,10 @@ def test_numpy_adam_flushes_subnormal_moments_only_on_flush_steps(rng, dtype):
 def _train(backend, dtype, optimizer, portable, monkeypatch):
     if portable:
         monkeypatch.setenv("XPNET_KERNELS", "portable")
+        kernels.reset_kernels()  # the choice is cached per namespace
     else:
         monkeypatch.delenv("XPNET_KERNELS", raising=False)
+        kernels.reset_kernels()  # the choice is cached per namespace
     X, y = make_blobs(n_samples=120, n_features=8, n_classes=3, seed=3)
     # Standardized, so no tanh saturates: there ``1 - y*y`` cancels to rounding noise, and
     # Adam's first steps divide a gradient by ``|g| + eps``, turning a one-ulp difference in
@@ -325,6 +331,7 @@ def _train(backend, dtype, optimizer, portable, monkeypatch):
     # 15 steps an epoch, 30 in all: past NumPy's subnormal flush at step 16.
     history = model.fit(X, y, epochs=2, batch_size=8, optimizer=optimizer, seed=11)
     monkeypatch.delenv("XPNET_KERNELS", raising=False)
+    kernels.reset_kernels()  # the choice is cached per namespace
     return history.history["loss"], model.get_weights()
 
 

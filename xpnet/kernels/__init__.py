@@ -14,7 +14,7 @@ from typing import Any
 
 from .portable import PortableKernels
 
-__all__ = ["PortableKernels", "get_kernels"]
+__all__ = ["PortableKernels", "get_kernels", "reset_kernels"]
 
 _portable = PortableKernels()
 _by_namespace: dict[str, PortableKernels] = {}
@@ -35,11 +35,19 @@ def _make(namespace_name: str) -> PortableKernels:
 
 
 def get_kernels(xp: Any) -> PortableKernels:
-    """The kernels for namespace ``xp`` (the portable ones if ``XPNET_KERNELS=portable``)."""
-    if os.environ.get("XPNET_KERNELS", "").lower() == "portable":
-        return _portable
+    """The kernels for namespace ``xp`` (the portable ones if ``XPNET_KERNELS=portable``).
+
+    The choice is made once per namespace and then cached, since this is called several
+    times per layer per batch; after changing ``XPNET_KERNELS`` call :func:`reset_kernels`.
+    """
     name = getattr(xp, "__name__", "")
     k = _by_namespace.get(name)
     if k is None:
-        k = _by_namespace[name] = _make(name)
+        forced = os.environ.get("XPNET_KERNELS", "").lower() == "portable"
+        k = _by_namespace[name] = _portable if forced else _make(name)
     return k
+
+
+def reset_kernels() -> None:
+    """Forget the cached choice of kernels (re-read ``XPNET_KERNELS`` on next use)."""
+    _by_namespace.clear()

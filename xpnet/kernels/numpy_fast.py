@@ -34,6 +34,16 @@ class NumpyKernels(PortableKernels):
             buf = self._scratch[key] = np.empty_like(like)
         return buf
 
+    def matmul(self, a: Any, b: Any, out: Any = None) -> Any:
+        if out is None or out.shape != (a.shape[0], b.shape[1]) or out.dtype != a.dtype:
+            return a @ b
+        return np.matmul(a, b, out=out)
+
+    def sum_rows(self, a: Any, out: Any = None) -> Any:
+        if out is None or out.shape != a.shape[1:] or out.dtype != a.dtype:
+            return np.sum(a, axis=0)
+        return np.sum(a, axis=0, out=out)
+
     def activation(self, x: Any, act: str, alpha: float = 0.0) -> Any:
         if act == "relu":
             return np.maximum(x, 0.0, out=np.empty_like(x))
@@ -74,11 +84,12 @@ class NumpyKernels(PortableKernels):
         np.multiply(g, g, out=tmp)
         tmp *= 1.0 - beta2
         v += tmp
+        # m / (sqrt(v) / r + eps) == r * m / (sqrt(v) + eps * r): one pass fewer over the
+        # largest arrays of the step.
         np.sqrt(v, out=tmp)
-        tmp /= root_bc2
-        tmp += eps
+        tmp += eps * root_bc2
         np.divide(m, tmp, out=tmp)
-        tmp *= step_size
+        tmp *= step_size * root_bc2
         p -= tmp
         if step % _FLUSH_EVERY == 0:
             _flush_subnormals(m, tmp)

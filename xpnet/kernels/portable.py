@@ -22,6 +22,15 @@ class PortableKernels:
 
     name = "portable"
 
+    def matmul(self, a: Any, b: Any, out: Any = None) -> Any:
+        """``a @ b``; a backend may write it into ``out`` (a previous result of the same
+        shape, no longer needed) instead of allocating."""
+        return a @ b
+
+    def sum_rows(self, a: Any, out: Any = None) -> Any:
+        """Column sums of a 2-D array (the bias gradient); ``out`` as in :meth:`matmul`."""
+        return namespace_of(a).sum(a, axis=0)
+
     def activation(self, x: Any, act: str, alpha: float = 0.0) -> Any:
         xp = namespace_of(x)
         if act == "relu":

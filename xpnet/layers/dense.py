@@ -96,10 +96,13 @@ class Dense(Layer):
     def backward(self, grad: Any, need_input_grad: bool = True) -> Any:
         W, b = self._params()
         xp = namespace_of(grad, W.data)
+        k = get_kernels(xp)
         if self.activation is not None:
-            grad = get_kernels(xp).activation_backward(grad, self._y, self.activation, self._alpha)
-        W.grad = self._x.T @ grad
-        b.grad = xp.sum(grad, axis=0)
+            grad = k.activation_backward(grad, self._y, self.activation, self._alpha)
+        # Overwrite last step's gradient buffers (the optimizer has consumed them) rather
+        # than allocate new ones every batch.
+        W.grad = k.matmul(self._x.T, grad, out=W.grad)
+        b.grad = k.sum_rows(grad, out=b.grad)
         return grad @ W.data.T if need_input_grad else None
 
     def parameters(self) -> list[Parameter]:
