@@ -23,6 +23,7 @@ from .errors import (
 )
 from .history import History
 from .model import Sequential
+from .threads import set_blas_threads
 
 __all__ = [
     "Backend",
@@ -42,6 +43,7 @@ __all__ = [
     "metrics",
     "optimizers",
     "set_backend",
+    "set_blas_threads",
     "to_numpy",
     "use_backend",
 ]
