@@ -19,7 +19,7 @@ from .layers import Dense, Dropout, Layer
 from .layers.activations import ACTIVATIONS, Sigmoid, Softmax
 from .losses import Loss, SoftmaxCrossEntropy, get_loss
 from .optimizers import Optimizer, get_optimizer
-from .parameter import Parameter
+from .parameter import Parameter, ParameterBuffer
 from .threads import with_blas_threads
 from .validation import check_positive_int, check_X, check_X_y
 
@@ -109,12 +109,23 @@ class Sequential:
         return width
 
     def _build(self) -> None:
+        if self._built == len(self.layers):
+            return
         while self._built < len(self.layers):
             i = self._built
             nxt = self.layers[i + 1] if i + 1 < len(self.layers) else None
             next_act = getattr(nxt, "name", None) if type(nxt) in ACTIVATIONS.values() else None
             self.layers[i].build(self.backend, self.dtype, self._rng, next_act)
             self._built += 1
+        self._flatten()
+
+    def _flatten(self) -> None:
+        # All parameters (and gradients) as views into one buffer, so that an optimizer step
+        # is one update over it rather than one per array (see ParameterBuffer); redone
+        # whenever the parameter set or its backend changes.
+        params = [p for layer in self.layers for p in layer.parameters()]
+        if params:
+            ParameterBuffer(params)
 
     def parameters(self) -> list[Parameter]:
         """All trainable parameters, layer by layer (W then b for each Dense)."""
@@ -128,6 +139,7 @@ class Sequential:
             p.data = target.asarray(to_numpy(p.data))
             p.grad = None
         self.backend = target
+        self._flatten()
         self.optimizer = None  # its state lives on the old backend
         return self
 

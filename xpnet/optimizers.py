@@ -16,7 +16,7 @@ import numpy as np
 
 from .backend import backend_of, namespace_of, to_numpy
 from .kernels import get_kernels
-from .parameter import Parameter
+from .parameter import Parameter, ParameterBuffer
 
 __all__ = ["OPTIMIZERS", "SGD", "Adam", "AdamW", "Optimizer", "RMSProp", "get_optimizer"]
 
@@ -58,9 +58,24 @@ class Optimizer:
     def __init__(self, lr: float) -> None:
         self.lr = _positive("lr", lr, type(self).__name__)
         self._state: dict[int, tuple[Parameter, dict[str, Any]]] = {}
+        self._flat: _FlatState | None = None
 
     def step(self, params: Iterable[Parameter]) -> None:
-        """Update each parameter in place from its ``grad``."""
+        """Update each parameter in place from its ``grad``.
+
+        When ``params`` are exactly the parameters of one :class:`ParameterBuffer` (as a
+        model's are), all of them are updated by one call over the flat arrays; the update
+        is element-wise, so the numbers are the same as parameter by parameter.
+        """
+        if not isinstance(params, (list, tuple)):
+            params = list(params)
+        flat = self._flat_state(params)
+        if flat is not None:
+            flat.step(self)
+            return
+        # Per-parameter steps can leave the parameters at different step counts or replace
+        # state arrays, so the flat state is rebuilt (from the per-parameter state) next time.
+        self._flat = None
         for p in params:
             if p.grad is None:
                 continue
@@ -71,6 +86,26 @@ class Optimizer:
             state = entry[1]
             state["step"] += 1
             self._update(p, p.grad, state, namespace_of(p.data, p.grad))
+
+    def _flat_state(self, params: Sequence[Parameter]) -> _FlatState | None:
+        buf = params[0].buffer if params else None
+        if buf is None or not buf.holds(params):
+            return None
+        if self._flat is not None and self._flat.buffer is buf:
+            return self._flat
+        entries = []
+        for p in params:
+            entry = self._state.get(id(p))
+            if entry is None or entry[0] is not p:
+                entry = self._state[id(p)] = (p, {"step": 0})
+            entries.append(entry[1])
+        # One update for all needs one step count (the bias corrections) and the same kinds
+        # of state everywhere; otherwise (parameters added to a trained model, say) they stay
+        # per-parameter.
+        if len({s["step"] for s in entries}) != 1 or len({frozenset(s) for s in entries}) != 1:
+            return None
+        self._flat = _FlatState(buf, entries)
+        return self._flat
 
     def zero_grad(self, params: Iterable[Parameter]) -> None:
         """Forget the gradients (``backward`` overwrites them anyway; this is for hand loops)."""
@@ -104,6 +139,7 @@ class Optimizer:
                 f"{len(params)} parameters"
             )
         self._state = {}
+        self._flat = None  # rebuilt from (a copy of) the loaded arrays on the next step
         for p, entry in zip(params, entries, strict=True):
             restored: dict[str, Any] = {"step": int(entry["step"])}
             for k, v in entry.items():
@@ -120,6 +156,47 @@ class Optimizer:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
         return f"{type(self).__name__}({args})"
+
+
+class _FlatState:
+    """An optimizer's state for all parameters of one :class:`ParameterBuffer`, flat.
+
+    Each parameter's own state dict holds views of the flat state arrays (and its own step
+    count, kept equal), so :meth:`Optimizer.state_dict`, checkpoints and a later fall-back to
+    per-parameter steps see exactly what the flat updates wrote.
+    """
+
+    def __init__(self, buffer: ParameterBuffer, states: list[dict[str, Any]]) -> None:
+        self.buffer = buffer
+        self.states = states
+        # A stand-in parameter over the whole buffer, for the optimizers' ``_update``.
+        self.param = Parameter(buffer.data, "flat")
+        self.state: dict[str, Any] = {"step": states[0]["step"]}
+        xp = namespace_of(buffer.data)
+        for k in states[0]:
+            if k != "step":
+                flat = xp.empty_like(buffer.data)
+                for view, s in zip(buffer.views(flat), states, strict=True):
+                    view[...] = s[k]
+                self.state[k] = flat
+        self._spread()
+
+    def _spread(self) -> None:
+        self._arrays = {k: v for k, v in self.state.items() if k != "step"}
+        for k, flat in self._arrays.items():
+            for view, s in zip(self.buffer.views(flat), self.states, strict=True):
+                s[k] = view
+
+    def step(self, opt: Optimizer) -> None:
+        self.state["step"] += 1
+        for s in self.states:
+            s["step"] += 1
+        data, grad = self.buffer.data, self.buffer.grad
+        opt._update(self.param, grad, self.state, namespace_of(data, grad))
+        # State arrays made on the first update (Adam's moments, SGD's momentum buffer) are
+        # new objects: hand out the parameters' views of them.
+        if any(self._arrays.get(k) is not v for k, v in self.state.items() if k != "step"):
+            self._spread()
 
 
 class SGD(Optimizer):

@@ -103,7 +103,7 @@ class _L2Penalty(Optimizer):
         coef = self.alpha / self._loss.rows
         for p in params:
             if p.name == "W" and p.grad is not None:
-                p.grad += coef * p.data  # backward made a fresh grad array: safe to update
+                p.grad += coef * p.data  # backward rewrites the whole grad every step
         self.inner.step(params)
 
 

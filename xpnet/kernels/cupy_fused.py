@@ -260,6 +260,18 @@ class CupyKernels(PortableKernels):
 
     name = "cupy"
 
+    # Products written straight into ``out`` (a view into the model's flat gradient buffer),
+    # rather than the portable version's product-then-copy.
+    def matmul(self, a: Any, b: Any, out: Any = None) -> Any:
+        if out is None or out.shape != (a.shape[0], b.shape[1]) or out.dtype != a.dtype:
+            return a @ b
+        return cupy.matmul(a, b, out=out)
+
+    def sum_rows(self, a: Any, out: Any = None) -> Any:
+        if out is None or out.shape != a.shape[1:] or out.dtype != a.dtype:
+            return cupy.sum(a, axis=0)
+        return cupy.sum(a, axis=0, out=out)
+
     def activation(self, x: Any, act: str, alpha: float = 0.0) -> Any:
         dt = _float_dtype(x)
         if dt is not None:

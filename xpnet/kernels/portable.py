@@ -23,13 +23,18 @@ class PortableKernels:
     name = "portable"
 
     def matmul(self, a: Any, b: Any, out: Any = None) -> Any:
-        """``a @ b``; a backend may write it into ``out`` (a previous result of the same
-        shape, no longer needed) instead of allocating."""
-        return a @ b
+        """``a @ b``, written into ``out`` (a previous result of the same shape and dtype, no
+        longer needed) when given one.
+
+        Writing into ``out`` costs a copy here, but keeps a gradient that is a view into a
+        model's flat gradient buffer that view, so every backend gets the optimizers' flat
+        path (see :class:`~xpnet.parameter.ParameterBuffer`).
+        """
+        return _into(a @ b, out)
 
     def sum_rows(self, a: Any, out: Any = None) -> Any:
         """Column sums of a 2-D array (the bias gradient); ``out`` as in :meth:`matmul`."""
-        return namespace_of(a).sum(a, axis=0)
+        return _into(namespace_of(a).sum(a, axis=0), out)
 
     def activation(self, x: Any, act: str, alpha: float = 0.0) -> Any:
         xp = namespace_of(x)
@@ -115,3 +120,10 @@ class PortableKernels:
         buf *= momentum
         buf += (1.0 - dampening) * g
         p -= lr * (g + momentum * buf) if nesterov else lr * buf
+
+
+def _into(result: Any, out: Any) -> Any:
+    if out is None or out.shape != result.shape or out.dtype != result.dtype:
+        return result
+    out[...] = result
+    return out
