@@ -19,7 +19,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from ._version import __version__
 from .backend import use_backend
 from .errors import DataError, XpnetError
 from .optimizers import Optimizer
-from .parameter import Parameter
+from .schedules import StepDecay
 
 __all__ = ["DEFAULTS", "build_parser", "main"]
 
@@ -574,40 +574,6 @@ STEP_AT = 0.7
 STEP_FACTOR = 0.1
 
 
-class _StepDecay(Optimizer):
-    """Mixin in front of a concrete optimizer: its rate drops to ``STEP_FACTOR * lr`` from
-    step ``decay_step`` on (``AdamWithStepDecay(_StepDecay, Adam)``; see :func:`_step_decay`).
-
-    The rate is set on the host before each step from the number of steps taken, which a
-    resumed run recovers from the optimizer state, so a resumed run follows the same schedule.
-    ``hyperparameters()`` reports the starting rate, so checkpoints compare equal mid-run.
-    """
-
-    def __init__(self, *, decay_step: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.base_lr = self.lr
-        self.decay_step = int(decay_step)
-        self.steps_done = 0
-
-    def step(self, params: Iterable[Parameter]) -> None:
-        decayed = self.steps_done >= self.decay_step
-        self.lr = self.base_lr * (STEP_FACTOR if decayed else 1.0)
-        self.steps_done += 1
-        super().step(params)
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {**super().hyperparameters(), "lr": self.base_lr}
-
-    def load_state_dict(self, state: dict[str, Any], params: Sequence[Parameter]) -> None:
-        super().load_state_dict(state, params)
-        self.steps_done = max((int(e["step"]) for e in state["state"]), default=0)
-
-
-def _step_decay(cls: type[Optimizer]) -> type[Optimizer]:
-    """``cls`` with the step-decay schedule, named e.g. ``AdamWithStepDecay``."""
-    return type(f"{cls.__name__}WithStepDecay", (_StepDecay, cls), {})
-
-
 def decay_epoch(epochs: int) -> int:
     """The first epoch (0-based) trained at the reduced rate under --lr-schedule step."""
     return max(1, round(STEP_AT * epochs)) if epochs > 1 else epochs
@@ -628,8 +594,7 @@ def _make_optimizer(
         kwargs["momentum"] = DEFAULT_MOMENTUM[name] if momentum is None else momentum
     cls = OPTIMIZERS[name]
     if schedule == "step":
-        decay_step = decay_epoch(epochs) * steps_per_epoch
-        return _step_decay(cls)(decay_step=decay_step, **kwargs)  # type: ignore[call-arg]
+        kwargs["schedule"] = StepDecay(decay_epoch(epochs) * steps_per_epoch, STEP_FACTOR)
     return cls(**kwargs)
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from .backend import backend_of, namespace_of, to_numpy
 from .kernels import get_kernels
 from .parameter import Parameter, ParameterBuffer
+from .schedules import LRSchedule
 
 __all__ = ["OPTIMIZERS", "SGD", "Adam", "AdamW", "Optimizer", "RMSProp", "get_optimizer"]
 
@@ -49,14 +50,28 @@ def _non_negative(name: str, value: Any, owner: str) -> float:
 
 
 class Optimizer:
-    """Base class. Subclasses implement :meth:`_update` for one parameter."""
+    """Base class. Subclasses implement :meth:`_update` for one parameter.
+
+    Every optimizer takes ``lr`` and an optional ``schedule``
+    (:class:`xpnet.schedules.LRSchedule`): before each update the rate becomes
+    ``lr * schedule.factor(updates made so far)``.
+    """
 
     name = "optimizer"
     #: Names of the per-parameter state arrays, in checkpoint order.
     state_names: tuple[str, ...] = ()
 
-    def __init__(self, lr: float) -> None:
-        self.lr = _positive("lr", lr, type(self).__name__)
+    def __init__(self, lr: float, schedule: LRSchedule | None = None) -> None:
+        #: The rate given at construction; :attr:`lr` is the rate of the current update.
+        self.base_lr = _positive("lr", lr, type(self).__name__)
+        self.lr = self.base_lr
+        if schedule is not None and not isinstance(schedule, LRSchedule):
+            raise ValueError(
+                f"xpnet: schedule must be an xpnet.schedules.LRSchedule, got {schedule!r}"
+            )
+        self.schedule = schedule
+        #: Updates made so far (``step`` calls); a schedule is a function of it.
+        self.steps_done = 0
         self._state: dict[int, tuple[Parameter, dict[str, Any]]] = {}
         self._flat: _FlatState | None = None
 
@@ -69,6 +84,9 @@ class Optimizer:
         """
         if not isinstance(params, (list, tuple)):
             params = list(params)
+        if self.schedule is not None:
+            self.lr = self.base_lr * self.schedule.factor(self.steps_done)
+        self.steps_done += 1
         flat = self._flat_state(params)
         if flat is not None:
             flat.step(self)
@@ -117,7 +135,7 @@ class Optimizer:
 
     def hyperparameters(self) -> dict[str, Any]:
         """The constructor arguments (JSON-serialisable)."""
-        return {"lr": self.lr}
+        return {"lr": self.base_lr}
 
     def state_dict(self, params: Sequence[Parameter]) -> dict[str, Any]:
         """Host copy of the state, one entry per parameter in ``params`` order."""
@@ -140,6 +158,9 @@ class Optimizer:
             )
         self._state = {}
         self._flat = None  # rebuilt from (a copy of) the loaded arrays on the next step
+        # The schedule position: every parameter steps together in fit, so the largest count
+        # is the number of updates made.
+        self.steps_done = max((int(e["step"]) for e in entries), default=0)
         for p, entry in zip(params, entries, strict=True):
             restored: dict[str, Any] = {"step": int(entry["step"])}
             for k, v in entry.items():
@@ -155,6 +176,8 @@ class Optimizer:
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
+        if self.schedule is not None:
+            args += f", schedule={self.schedule!r}"
         return f"{type(self).__name__}({args})"
 
 
@@ -217,8 +240,9 @@ class SGD(Optimizer):
         nesterov: bool = False,
         weight_decay: float = 0.0,
         dampening: float = 0.0,
+        schedule: LRSchedule | None = None,
     ) -> None:
-        super().__init__(lr)
+        super().__init__(lr, schedule)
         self.momentum = _in_unit("momentum", momentum, "SGD")
         self.weight_decay = _non_negative("weight_decay", weight_decay, "SGD")
         self.dampening = _in_unit("dampening", dampening, "SGD")
@@ -250,7 +274,7 @@ class SGD(Optimizer):
 
     def hyperparameters(self) -> dict[str, Any]:
         return {
-            "lr": self.lr,
+            "lr": self.base_lr,
             "momentum": self.momentum,
             "nesterov": self.nesterov,
             "weight_decay": self.weight_decay,
@@ -274,8 +298,9 @@ class Adam(Optimizer):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 0.0,
+        schedule: LRSchedule | None = None,
     ) -> None:
-        super().__init__(lr)
+        super().__init__(lr, schedule)
         owner = type(self).__name__
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"xpnet: {owner} betas must be a pair of numbers, got {betas!r}")
@@ -308,7 +333,7 @@ class Adam(Optimizer):
 
     def hyperparameters(self) -> dict[str, Any]:
         return {
-            "lr": self.lr,
+            "lr": self.base_lr,
             "betas": list(self.betas),
             "eps": self.eps,
             "weight_decay": self.weight_decay,
@@ -327,8 +352,9 @@ class AdamW(Adam):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 1e-2,
+        schedule: LRSchedule | None = None,
     ) -> None:
-        super().__init__(lr, betas, eps, weight_decay)
+        super().__init__(lr, betas, eps, weight_decay, schedule)
 
     def _decay(self, p: Parameter, g: Any) -> Any:
         if self.weight_decay:
@@ -354,8 +380,9 @@ class RMSProp(Optimizer):
         weight_decay: float = 0.0,
         momentum: float = 0.0,
         centered: bool = False,
+        schedule: LRSchedule | None = None,
     ) -> None:
-        super().__init__(lr)
+        super().__init__(lr, schedule)
         self.alpha = _in_unit("alpha", alpha, "RMSProp")
         self.eps = _positive("eps", eps, "RMSProp")
         self.weight_decay = _non_negative("weight_decay", weight_decay, "RMSProp")
@@ -391,7 +418,7 @@ class RMSProp(Optimizer):
 
     def hyperparameters(self) -> dict[str, Any]:
         return {
-            "lr": self.lr,
+            "lr": self.base_lr,
             "alpha": self.alpha,
             "eps": self.eps,
             "weight_decay": self.weight_decay,
