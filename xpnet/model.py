@@ -278,9 +278,9 @@ class Sequential:
             val = self._to_device(Xv, yv, loss_fn)
 
         rng = self._rng if seed is None else np.random.default_rng(seed)
-        for layer in self.layers:
-            if isinstance(layer, Dropout):
-                layer.rng = rng
+        dropouts = [layer for layer in self.layers if isinstance(layer, Dropout)]
+        for layer in dropouts:
+            layer.rng = rng
         keys = ["loss", *(["accuracy"] if classify else [])]
         keys += [f"val_{k}" for k in keys] if val is not None else []
         history = History([*keys, "seconds"])
@@ -302,6 +302,8 @@ class Sequential:
                 order_d = self.backend.asarray(order)  # one transfer per epoch
                 loss_sum = xp.zeros((), dtype=Xd.dtype, device=Xd.device)
                 correct = xp.zeros((), dtype=xp.int64, device=Xd.device)
+                for layer in dropouts:
+                    layer.plan_epoch(n, batch_size)
                 bar = _progress(n_batches, epoch, epochs) if verbose == 1 else None
                 for step in range(n_batches):
                     idx = order_d[step * batch_size : min((step + 1) * batch_size, n)]
@@ -369,6 +371,9 @@ class Sequential:
                 ckpt.write_pending()
             if verbose:
                 print("xpnet: training interrupted; returning the history so far", file=sys.stderr)
+        finally:
+            for layer in dropouts:
+                layer.end_epoch()  # later forwards outside fit draw per call again
         return history
 
     def _take_snapshot(self, snapshot: list[Any], params: list[Parameter]) -> None:
