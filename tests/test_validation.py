@@ -296,3 +296,15 @@ def test_divergence_is_found_at_the_exact_step_with_check_every_1():
     model = xpnet.Sequential([Dense(4, 3)], seed=0)
     with pytest.raises(xpnet.DivergenceError, match="epoch 2, step 6;"):
         model.fit(X0, Y0, epochs=3, batch_size=2, loss=InfAt(), check_every=1)
+
+
+def test_float64_values_beyond_float32_are_refused_for_a_float32_model() -> None:
+    model = xpnet.Sequential([Dense(2, 2)], seed=0, dtype="float32")
+    X = np.array([[1e39, 0.0], [0.0, 1.0]])
+    with pytest.raises(ValueError, match=r"beyond the largest float32"):
+        model.fit(X, np.array([0, 1]), epochs=1)
+    with pytest.raises(ValueError, match=r"beyond the largest float32"):
+        model.predict(X)
+    # The same values are fine for a float64 model.
+    wide = xpnet.Sequential([Dense(2, 2)], seed=0, dtype="float64")
+    assert wide.predict(X).shape == (2,)

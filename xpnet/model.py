@@ -173,7 +173,9 @@ class Sequential:
 
     def _check_data(self, X: Any, y: Any, loss: Loss) -> tuple[Any, Any]:
         classes = self.n_outputs if isinstance(loss, SoftmaxCrossEntropy) else None
-        return check_X_y(X, y, self.n_features_in, classes)
+        X, y = check_X_y(X, y, self.n_features_in, classes)
+        _check_fits_dtype(X, self.dtype)
+        return X, y
 
     # A diverging run overflows on the way to the non-finite loss that DivergenceError reports;
     # NumPy's overflow/invalid warnings would only repeat that, less clearly.
@@ -428,6 +430,7 @@ class Sequential:
         """Class probabilities (softmax of the outputs) as a NumPy array (n, classes)."""
         batch_size = check_positive_int("batch_size", batch_size)
         X = check_X(X, self.n_features_in)
+        _check_fits_dtype(X, self.dtype)
         out = self._forward_batches(self.backend.asarray(X, dtype=self.dtype), batch_size)
         if not (self.layers and isinstance(self.layers[-1], (Softmax, Sigmoid))):
             out = Softmax().forward(out)
@@ -438,6 +441,7 @@ class Sequential:
         """Predicted class labels (argmax of the outputs) as a NumPy int64 array."""
         batch_size = check_positive_int("batch_size", batch_size)
         X = check_X(X, self.n_features_in)
+        _check_fits_dtype(X, self.dtype)
         out = self._forward_batches(self.backend.asarray(X, dtype=self.dtype), batch_size)
         xp = namespace_of(out)
         return to_numpy(xp.argmax(out, axis=1)).astype(np.int64)
@@ -503,7 +507,10 @@ class Sequential:
         lines = [f"{a.ljust(w0)}  {b.ljust(w1)}  {c.rjust(10)}" for a, b, c in rows]
         rule = "-" * len(lines[0])
         lines = [lines[0], rule, *lines[1:], rule]
-        lines.append(f"Total parameters: {total:,}  dtype: {self.dtype}  backend: {self.backend}")
+        lines.append(
+            f"Total parameters: {total:,}  dtype: {self.dtype}  "
+            f"backend: {self.backend.name} ({self.backend.device_name})"
+        )
         text = "\n".join(lines)
         if print_fn is not None:
             print_fn(text)
@@ -512,6 +519,17 @@ class Sequential:
     def __repr__(self) -> str:
         inner = ", ".join(repr(layer) for layer in self.layers)
         return f"Sequential([{inner}], dtype={self.dtype!r}, backend={self.backend.name!r})"
+
+
+def _check_fits_dtype(X: Any, dtype: str) -> None:
+    """Refuse finite host values that the model's dtype would turn into infinities."""
+    if isinstance(X, np.ndarray) and X.dtype.kind == "f" and X.size:
+        limit = float(np.finfo(dtype).max)
+        if X.dtype.itemsize > np.dtype(dtype).itemsize and float(np.abs(X).max()) > limit:
+            raise ValueError(
+                f"xpnet: X holds values up to {float(np.abs(X).max()):.3g}, beyond the largest "
+                f"{dtype} ({limit:.3g}); scale the inputs or use dtype='float64'"
+            )
 
 
 def _diverged_message(epoch: int, step: int, opt: Optimizer | None) -> str:
