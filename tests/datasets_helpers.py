@@ -6,6 +6,7 @@ import contextlib
 import gzip
 import hashlib
 import http.server
+import os
 import shutil
 import threading
 from collections.abc import Iterator
@@ -19,6 +20,15 @@ MNIST_FILES = (
     "t10k-images-idx3-ubyte.gz",
     "t10k-labels-idx1-ubyte.gz",
 )
+
+
+def mnist_root() -> Path | None:
+    """$XPNET_DATA_DIR when its mnist/ folder holds the four MNIST files, else None."""
+    root = os.environ.get("XPNET_DATA_DIR")
+    if root and all((Path(root) / "mnist" / name).is_file() for name in MNIST_FILES):
+        return Path(root)
+    return None
+
 
 _TYPE_CODES = {
     np.dtype(np.uint8): 0x08,

@@ -9,23 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from datasets_helpers import mnist_root as _mnist_root
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-MNIST_FILES = (
-    "train-images-idx3-ubyte.gz",
-    "train-labels-idx1-ubyte.gz",
-    "t10k-images-idx3-ubyte.gz",
-    "t10k-labels-idx1-ubyte.gz",
-)
-
-
-def _mnist_root() -> Path | None:
-    """$XPNET_DATA_DIR when its mnist/ folder holds the four files, else None."""
-    root = os.environ.get("XPNET_DATA_DIR")
-    if root and all((Path(root) / "mnist" / name).is_file() for name in MNIST_FILES):
-        return Path(root)
-    return None
 
 
 def _run(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
