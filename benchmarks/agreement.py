@@ -39,16 +39,10 @@ SIZES = (784, 256, 128, 10)
 
 
 def _gpu_problem() -> str | None:
-    """None when CuPy sees a CUDA device, else why not."""
-    try:
-        import cupy
-    except ImportError as exc:
-        return f"CuPy is not installed ({exc}); pip install 'xpnet[cuda12]'"
-    try:
-        n = cupy.cuda.runtime.getDeviceCount()
-    except Exception as exc:
-        return f"CuPy cannot reach a CUDA device ({exc})"
-    return None if n > 0 else "CuPy sees no CUDA device"
+    """None when the cupy backend can run here, else the library's own reason why not."""
+    from xpnet.backend import unavailable_reason
+
+    return unavailable_reason("cupy")
 
 
 def _data(n: int) -> tuple[np.ndarray, np.ndarray, str]:

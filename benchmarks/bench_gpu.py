@@ -62,15 +62,10 @@ COUNTED_ACTIVITY = "CUDA"  # the profiler activity (and device type) counted as 
 
 
 def _gpu_problem() -> str | None:
-    try:
-        import cupy
-    except ImportError as exc:
-        return f"CuPy is not installed ({exc}); pip install 'xpnet[cuda12]'"
-    try:
-        n = cupy.cuda.runtime.getDeviceCount()
-    except Exception as exc:
-        return f"CuPy cannot reach a CUDA device ({exc})"
-    return None if n > 0 else "CuPy sees no CUDA device"
+    """None when the cupy backend can run here, else the library's own reason why not."""
+    from xpnet.backend import unavailable_reason
+
+    return unavailable_reason("cupy")
 
 
 def _torch_problem() -> str | None:

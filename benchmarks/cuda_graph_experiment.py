@@ -54,15 +54,10 @@ _CUBLAS_DEFAULT_MATH, _CUBLAS_TF32_TENSOR_OP_MATH = 0, 3
 
 
 def _gpu_problem() -> str | None:
-    try:
-        import cupy
-    except ImportError as exc:
-        return f"CuPy is not installed ({exc})"
-    try:
-        n = cupy.cuda.runtime.getDeviceCount()
-    except Exception as exc:
-        return f"CuPy cannot reach a CUDA device ({exc})"
-    return None if n > 0 else "CuPy sees no CUDA device"
+    """None when the cupy backend can run here, else the library's own reason why not."""
+    from xpnet.backend import unavailable_reason
+
+    return unavailable_reason("cupy")
 
 
 # ----------------------------------------------------------------------------- cuBLAS by hand

@@ -240,3 +240,17 @@ def test_to_numpy_copies_non_numpy_arrays(backend):
     host[0] = 5.0
     expected = 5.0 if backend.name == "numpy" else 0.0  # NumPy input comes back as itself
     assert float(xpnet.to_numpy(a)[0]) == expected
+
+
+def test_unavailable_reason_names_the_problem_or_none() -> None:
+    from xpnet.backend import unavailable_reason
+
+    assert unavailable_reason("numpy") is None
+    try:
+        xpnet.set_backend("cupy")
+    except xpnet.BackendUnavailableError as exc:
+        assert unavailable_reason("cupy") == str(exc)
+    else:
+        assert unavailable_reason("cupy") is None
+    finally:
+        xpnet.set_backend("numpy")

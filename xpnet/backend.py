@@ -29,6 +29,7 @@ __all__ = [
     "namespace_of",
     "set_backend",
     "to_numpy",
+    "unavailable_reason",
     "use_backend",
 ]
 
@@ -161,6 +162,16 @@ def _default_backend() -> Backend:
     if _default is None:
         _default = _resolve(os.environ.get("XPNET_BACKEND", "numpy") or "numpy")
     return _default
+
+
+def unavailable_reason(name: str) -> str | None:
+    """Why backend ``name`` cannot run here (the message :func:`set_backend` would raise),
+    or None when it can. Changes no state."""
+    try:
+        _resolve(name)
+    except BackendUnavailableError as exc:
+        return str(exc)
+    return None
 
 
 def get_backend() -> Backend:
