@@ -22,6 +22,9 @@ class Layer:
     #: Name under which the layer is saved in checkpoints and shown in summaries.
     kind: ClassVar[str] = "Layer"
 
+    #: True for layers whose training forward draws random numbers (see set_random_key).
+    stochastic: ClassVar[bool] = False
+
     def build(
         self,
         backend: Backend,
@@ -44,6 +47,26 @@ class Layer:
 
     def parameters(self) -> list[Parameter]:
         return []
+
+    def buffers(self) -> dict[str, Any]:
+        """Non-trainable state arrays by name (running statistics, for example).
+
+        They live on the layer's backend, are saved and restored with the weights, are never
+        touched by an optimizer and are not part of :meth:`parameters` or ``get_weights``.
+        Restoring writes into them in place, so a layer may hold references to them.
+        """
+        return {}
+
+    def set_random_key(self, seed: int, step: int, row_offset: int = 0) -> None:
+        """Fix the random numbers of the next training forward (a no-op for most layers).
+
+        The training loop calls this before every training forward of a stochastic layer:
+        ``seed`` is drawn once per epoch and layer from the fit's host generator, ``step`` is
+        the batch's index in the epoch and ``row_offset`` the position of the batch's first
+        row in the global batch (non-zero only for a data-parallel rank). A layer that
+        draws noise derives it from these alone, so every backend and every rank sees the
+        same numbers for the same row.
+        """
 
     def config(self) -> dict[str, Any]:
         """The constructor arguments that rebuild this layer (JSON-serialisable)."""

@@ -27,6 +27,7 @@ class Dropout(Layer):
     """
 
     kind = "Dropout"
+    stochastic = True
 
     def __init__(self, p: float = 0.5) -> None:
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
