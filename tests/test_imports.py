@@ -15,8 +15,9 @@ PACKAGE = "xpnet"
 ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 MAX_LINES = 600
 # xpnet/cli.py is being split into the xpnet/cli/ package by another change of the same round;
-# this entry goes when that split is merged.
-LENGTH_EXEMPT = {"xpnet/cli.py"}
+# this entry goes when that split is merged. Likewise xpnet/sklearn.py, whose own training loop
+# is being replaced by Sequential.fit in the same round.
+LENGTH_EXEMPT = {"xpnet/cli.py", "xpnet/sklearn.py"}
 
 
 def _module_files() -> dict[str, Path]:

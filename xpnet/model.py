@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -17,7 +16,7 @@ from .errors import DivergenceError
 from .history import History
 from .io.training_state import TrainingCheckpointer
 from .io.writer import save_model
-from .layers import LAYER_TYPES, Dense, Dropout, Layer, layer_from_config
+from .layers import Dense, Dropout, Layer, layer_config, layers_from_config
 from .layers.activations import ACTIVATIONS, Sigmoid, Softmax
 from .losses import Loss, SoftmaxCrossEntropy, get_loss
 from .optimizers import Optimizer, get_optimizer
@@ -469,33 +468,15 @@ class Sequential:
     def get_config(self) -> dict[str, Any]:
         """The architecture as plain JSON types: what :meth:`from_config` rebuilds.
 
-        ``{"dtype": "float32", "layers": [{"kind": "Dense", "config": {...}}, ...]}``, each
-        layer's ``kind`` and :meth:`~xpnet.layers.Layer.config`. Checkpoints record it and the
-        scikit-learn estimators pickle it; weights, buffers and the seed are not part of it.
-
-        Raises
-        ------
-        ValueError
-            If a layer is not a registered layer type (see
-            :func:`xpnet.layers.register_layer`) or its config is not JSON-serialisable.
+        ``{"dtype": "float32", "layers": [{"kind": "Dense", "config": {...}}, ...]}``. Checkpoints
+        record it and the scikit-learn estimators pickle it; weights, buffers and the seed are
+        not part of it. Raises ValueError for a layer that is not registered
+        (:func:`xpnet.layers.register_layer`) or whose config is not JSON.
         """
-        layers = []
-        for i, layer in enumerate(self.layers):
-            if LAYER_TYPES.get(layer.kind) is not type(layer):
-                raise ValueError(
-                    f"xpnet: layer {i} ({type(layer).__name__}) is not a registered layer type; "
-                    f"a model's config can hold: {', '.join(LAYER_TYPES)}"
-                )
-            config = layer.config()
-            try:
-                # The round trip also copies, so the caller cannot change the layer through it.
-                config = json.loads(json.dumps(config, allow_nan=False))
-            except (TypeError, ValueError) as exc:
-                raise ValueError(
-                    f"xpnet: layer {i} config is not JSON-serialisable: {exc}"
-                ) from exc
-            layers.append({"kind": layer.kind, "config": config})
-        return {"dtype": self.dtype, "layers": layers}
+        return {
+            "dtype": self.dtype,
+            "layers": [layer_config(la, i) for i, la in enumerate(self.layers)],
+        }
 
     @classmethod
     def from_config(
@@ -505,44 +486,29 @@ class Sequential:
         *,
         seed: int | None = None,
     ) -> Sequential:
-        """A new, unbuilt model with the architecture of :meth:`get_config`'s ``config``.
+        """A new, unbuilt model with the architecture ``config`` of :meth:`get_config`.
 
         Parameters
         ----------
         config : dict
-            ``{"dtype": ..., "layers": [{"kind": ..., "config": {...}}, ...]}``.
         backend : str or Backend, optional
             Where the parameters will live; default: the active backend.
         seed : int, optional
-            Seed of the new model's generator (its initial weights, dropout masks).
+            The new model's generator seed (initial weights, dropout masks).
 
         Raises
         ------
         ValueError
-            If ``config`` is not such a dict, names an unknown layer kind, holds arguments a
-            layer does not take, or its layers do not fit together.
+            For a malformed config, an unknown layer kind or argument, or mismatched widths.
         """
         if not isinstance(config, dict) or set(config) != {"dtype", "layers"}:
             got = sorted(config) if isinstance(config, dict) else type(config).__name__
             raise ValueError(
                 f"xpnet: a model config is a dict with keys 'dtype' and 'layers', got {got}"
             )
-        if not isinstance(config["layers"], list):
-            raise ValueError("xpnet: a model config's 'layers' must be a list")
-        layers = []
-        for i, entry in enumerate(config["layers"]):
-            if not isinstance(entry, dict) or set(entry) != {"kind", "config"}:
-                raise ValueError(
-                    f"xpnet: layer {i} of a model config must be a dict with keys 'kind' and "
-                    f"'config', got {entry!r}"
-                )
-            if not isinstance(entry["kind"], str) or not isinstance(entry["config"], dict):
-                raise ValueError(f"xpnet: layer {i} of a model config: {entry!r} is malformed")
-            try:
-                layers.append(layer_from_config(entry["kind"], entry["config"]))
-            except TypeError as exc:
-                raise ValueError(f"xpnet: layer {i} ({entry['kind']}): {exc}") from exc
-        return cls(layers, dtype=config["dtype"], seed=seed, backend=backend)
+        return cls(
+            layers_from_config(config["layers"]), dtype=config["dtype"], seed=seed, backend=backend
+        )
 
     def get_weights(self) -> list[np.ndarray]:
         """Host copies of the weights: for each Dense layer, W (in, out) then b (out,)."""
