@@ -157,6 +157,15 @@ def test_non_finite_buffer_is_not_saved(tmp_path):
     assert not (tmp_path / "m").exists()
 
 
+def test_buffer_of_another_dtype_is_not_saved(tmp_path):
+    model = make_model()
+    model.parameters()
+    model.layers[1].mean = np.zeros(5, dtype=np.float64)
+    with pytest.raises(ValueError, match=r"buffers.1.mean has dtype float64, but the model's"):
+        model.save(tmp_path / "m")
+    assert not (tmp_path / "m").exists()
+
+
 def test_resume_refuses_a_checkpoint_whose_buffers_were_dropped(tmp_path):
     trained(epochs=1, checkpoint=tmp_path)
     path = tmp_path / ckpt.STATE_FILES[ckpt.default_format()]

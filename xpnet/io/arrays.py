@@ -43,7 +43,8 @@ def model_arrays(model: Sequential) -> dict[str, np.ndarray]:
     Raises
     ------
     ValueError
-        If a value is NaN or infinite (such a file would not load).
+        If an array is not of the model's dtype or holds NaN or infinite values (such a file
+        would not load).
     """
     arrays: dict[str, np.ndarray] = {}
     params = model.parameters()
@@ -51,6 +52,12 @@ def model_arrays(model: Sequential) -> dict[str, np.ndarray]:
         arrays[name] = np.array(to_numpy(p.data), copy=True)
     arrays.update(buffer_arrays(model))
     for name, a in arrays.items():
+        if a.dtype != np.dtype(model.dtype):
+            # The file holds one dtype, the model's; a buffer of another could not be loaded.
+            raise ValueError(
+                f"xpnet: {name} has dtype {a.dtype}, but the model's dtype is {model.dtype}; "
+                "a layer's buffers must have the model's dtype to be saved"
+            )
         if not np.isfinite(a).all():
             what = "weight" if name.startswith("layers.") else "buffer"
             raise ValueError(
