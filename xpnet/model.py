@@ -12,10 +12,11 @@ from typing import Any
 import numpy as np
 
 from .backend import Backend, _resolve, get_backend, namespace_of, to_numpy
-from .checkpoint import TrainingCheckpointer, save_model
 from .errors import DivergenceError
 from .history import History
-from .layers import Dense, Dropout, Layer
+from .io.training_state import TrainingCheckpointer
+from .io.writer import save_model
+from .layers import Dense, Dropout, Layer, layer_config, layers_from_config
 from .layers.activations import ACTIVATIONS, Sigmoid, Softmax
 from .losses import Loss, SoftmaxCrossEntropy, get_loss
 from .optimizers import Optimizer, get_optimizer
@@ -463,6 +464,51 @@ class Sequential:
         pathlib.Path
         """
         return save_model(self, path, format=format)
+
+    def get_config(self) -> dict[str, Any]:
+        """The architecture as plain JSON types: what :meth:`from_config` rebuilds.
+
+        ``{"dtype": "float32", "layers": [{"kind": "Dense", "config": {...}}, ...]}``. Checkpoints
+        record it and the scikit-learn estimators pickle it; weights, buffers and the seed are
+        not part of it. Raises ValueError for a layer that is not registered
+        (:func:`xpnet.layers.register_layer`) or whose config is not JSON.
+        """
+        return {
+            "dtype": self.dtype,
+            "layers": [layer_config(la, i) for i, la in enumerate(self.layers)],
+        }
+
+    @classmethod
+    def from_config(
+        cls,
+        config: dict[str, Any],
+        backend: str | Backend | None = None,
+        *,
+        seed: int | None = None,
+    ) -> Sequential:
+        """A new, unbuilt model with the architecture ``config`` of :meth:`get_config`.
+
+        Parameters
+        ----------
+        config : dict
+        backend : str or Backend, optional
+            Where the parameters will live; default: the active backend.
+        seed : int, optional
+            The new model's generator seed (initial weights, dropout masks).
+
+        Raises
+        ------
+        ValueError
+            For a malformed config, an unknown layer kind or argument, or mismatched widths.
+        """
+        if not isinstance(config, dict) or set(config) != {"dtype", "layers"}:
+            got = sorted(config) if isinstance(config, dict) else type(config).__name__
+            raise ValueError(
+                f"xpnet: a model config is a dict with keys 'dtype' and 'layers', got {got}"
+            )
+        return cls(
+            layers_from_config(config["layers"]), dtype=config["dtype"], seed=seed, backend=backend
+        )
 
     def get_weights(self) -> list[np.ndarray]:
         """Host copies of the weights: for each Dense layer, W (in, out) then b (out,)."""
