@@ -262,6 +262,12 @@ class CupyKernels(PortableKernels):
 
     name = "cupy"
 
+    def __init__(self, xp: ModuleType | None = None) -> None:
+        super().__init__(cupy_xp if xp is None else xp)
+        # RawModule.get_function builds a new function object on every call; the row kernel
+        # runs once per batch, so each is fetched once per (dtype, device) and kept.
+        self._row_functions: dict[tuple[str, int], Any] = {}
+
     # Products written straight into ``out`` (a view into the model's flat gradient buffer),
     # rather than the portable version's product-then-copy.
     def matmul(self, a: Any, b: Any, out: Any = None) -> Any:
@@ -273,12 +279,6 @@ class CupyKernels(PortableKernels):
         if out is None or out.shape != a.shape[1:] or out.dtype != a.dtype:
             return cupy.sum(a, axis=0)
         return cupy.sum(a, axis=0, out=out)
-
-    def __init__(self, xp: ModuleType | None = None) -> None:
-        super().__init__(cupy_xp if xp is None else xp)
-        # RawModule.get_function builds a new function object on every call; the row kernel
-        # runs once per batch, so each is fetched once per (dtype, device) and kept.
-        self._row_functions: dict[tuple[str, int], Any] = {}
 
     def _fused(self, act: str, x: Any, alpha: float | None = None) -> Any:
         """``act(x)`` by its fused kernel, or None where the portable path must run."""
