@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import Backend, _resolve, get_backend, namespace_of, to_numpy
+from .backend import Backend, get_backend, namespace_of, resolve_backend, to_numpy
 from .errors import DivergenceError
 from .history import History
 from .io.training_state import TrainingCheckpointer
@@ -67,7 +67,7 @@ class Sequential:
         backend: str | Backend | None = None,
     ) -> None:
         self.dtype = _check_dtype(dtype)
-        self.backend = get_backend() if backend is None else _resolve(backend)
+        self.backend = get_backend() if backend is None else resolve_backend(backend)
         self.seed = seed
         self._rng = np.random.default_rng(seed)
         self.layers: list[Layer] = []
@@ -135,10 +135,12 @@ class Sequential:
 
     def to(self, backend: str | Backend) -> Sequential:
         """Move the parameters to another backend (returns the model)."""
-        target = _resolve(backend)
+        target = resolve_backend(backend)
         for p in self.parameters():
             p.data = target.asarray(to_numpy(p.data))
             p.grad = None
+        for layer in self.layers:
+            layer.backend = target  # each layer runs on the backend its parameters are on
         self.backend = target
         self._flatten()
         self.optimizer = None  # its state lives on the old backend
@@ -554,8 +556,7 @@ class Sequential:
         rule = "-" * len(lines[0])
         lines = [lines[0], rule, *lines[1:], rule]
         lines.append(
-            f"Total parameters: {total:,}  dtype: {self.dtype}  "
-            f"backend: {self.backend.name} ({self.backend.device_name})"
+            f"Total parameters: {total:,}  dtype: {self.dtype}  backend: {self.backend.label}"
         )
         text = "\n".join(lines)
         if print_fn is not None:

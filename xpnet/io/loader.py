@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from ..backend import Backend, _resolve, get_backend
+from ..backend import Backend, get_backend, resolve_backend
 from ..model import Sequential
 from .arrays import parameter_names, restore_buffers
 from .reader import read_checkpoint, resolve_path
@@ -42,7 +42,7 @@ def load_model(path: str | os.PathLike[str], backend: str | Backend | None = Non
         If the file is truncated, corrupt, tampered with, or not an xpnet checkpoint. Nothing
         in the file is ever executed or unpickled.
     """
-    target = get_backend() if backend is None else _resolve(backend)
+    target = get_backend() if backend is None else resolve_backend(backend)
     p = resolve_path(path)
     meta, arrays = read_checkpoint(p)
     config = {"dtype": meta["dtype"], "layers": meta["layers"]}

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
-from ..backend import _resolve
+from ..backend import resolve_backend
 from ..errors import CheckpointError
 from ..layers import Dense, Layer, layer_from_config
 from .codec import FORMAT_NAME, is_int_list
@@ -170,7 +170,7 @@ def expected_arrays(
     """
     params: dict[str, tuple[int, ...]] = {}
     buffers: dict[str, tuple[int, ...]] = {}
-    host = _resolve("numpy")
+    host = resolve_backend("numpy")
     for i, layer in enumerate(layers):
         if isinstance(layer, Dense):
             params[f"layers.{i}.W"] = (layer.in_features, layer.out_features)
