@@ -13,8 +13,11 @@ Differences from scikit-learn's MLP
 -----------------------------------
 * The L2 penalty ``alpha`` is applied as scikit-learn applies it: each weight matrix's
   gradient gains ``alpha * W / n_batch`` (biases are not penalised), which is the gradient of
-  ``alpha * ||W||^2 / (2 n_batch)`` added to the batch loss. It is *not* the optimizer's
-  ``weight_decay``.
+  ``alpha * ||W||^2 / (2 n_batch)`` added to the batch loss: an
+  :class:`xpnet.optimizers.L2Penalty` hook on the optimizer while the estimator trains. It is
+  *not* the optimizer's ``weight_decay``.
+* Training is one :meth:`xpnet.Sequential.fit` call; the stopping rules (``tol``,
+  ``n_iter_no_change``, ``early_stopping``) are a callback on it.
 * A classifier always has one softmax output per class (scikit-learn uses one logistic unit
   for two classes); the predictions and probabilities are the same function.
 * The regressor minimises xpnet's :class:`~xpnet.losses.MeanSquaredError`, the mean of the

@@ -33,10 +33,13 @@ class _Hooks:
             cb.set_params(params)
 
     def __getattr__(self, hook: str) -> Any:
-        def call(*args: Any) -> None:
-            for cb in self.callbacks:
-                getattr(cb, hook)(*args)
+        methods = [getattr(cb, hook) for cb in self.callbacks]
 
+        def call(*args: Any) -> None:
+            for method in methods:
+                method(*args)
+
+        setattr(self, hook, call)  # looked up once per run, not once per batch
         return call
 
 
