@@ -370,3 +370,25 @@ def test_an_epoch_reads_the_device_once():
         mp.undo()
     assert found[(64, 10**6)] == found[(512, 10**6)] == 2  # one per epoch
     assert found[(512, 5)] == 2 + 2 * (32 // 5)  # plus the periodic loss checks
+
+
+def test_the_loop_and_callbacks_never_import_the_model():
+    """model -> training -> callbacks, one way: no import of xpnet.model (or the estimators)
+    in the loop or the callbacks, imports inside functions included."""
+    import ast
+    from pathlib import Path
+
+    root = Path(xpnet.__file__).parent
+    for path in [
+        *sorted((root / "training").glob("*.py")),
+        *sorted((root / "callbacks").glob("*.py")),
+    ]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or "", *(a.name for a in node.names)]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                assert name.split(".")[-1] not in ("model", "sklearn"), (path.name, name)

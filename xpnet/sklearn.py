@@ -441,9 +441,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     The network is ``Dense -> activation`` for each entry of ``hidden_layer_sizes``, then a
     linear ``Dense`` with one output per class, trained with
-    :class:`~xpnet.losses.SoftmaxCrossEntropy` by :meth:`xpnet.Sequential.fit`, one epoch at
-    a time so that ``tol``, ``n_iter_no_change`` and ``early_stopping`` act as in
-    :class:`sklearn.neural_network.MLPClassifier`.
+    :class:`~xpnet.losses.SoftmaxCrossEntropy` by :meth:`xpnet.Sequential.fit`; a callback
+    applies ``tol``, ``n_iter_no_change`` and ``early_stopping`` after each epoch, as
+    :class:`sklearn.neural_network.MLPClassifier` does.
 
     Parameters
     ----------
