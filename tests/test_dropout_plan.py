@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import xpnet
 from xpnet import Sequential
 from xpnet.backend import to_numpy
 from xpnet.layers import Dense, Dropout
@@ -33,27 +32,28 @@ def test_planned_masks_follow_the_generator_in_order(backend, monkeypatch, eleme
     np.testing.assert_array_equal(got, expected)
 
 
-def test_fit_draws_masks_per_chunk_not_per_batch(monkeypatch) -> None:
-    calls: list[tuple[int, ...]] = []
-    real = Dropout._draw
+def test_fit_keys_each_stochastic_layer_before_every_training_forward(monkeypatch) -> None:
+    # fit no longer plans masks; it draws one seed per stochastic layer at each epoch start
+    # (after the shuffle) and keys the layer with (seed, step, 0) before each forward.
+    calls: list[tuple[int, int, int]] = []
 
-    def counting(self, shape):
-        calls.append(shape)
-        return real(self, shape)
+    def recording(self, seed, step, row_offset=0):
+        calls.append((seed, step, row_offset))
 
-    monkeypatch.setattr(Dropout, "_draw", counting)
+    monkeypatch.setattr(Dropout, "set_random_key", recording)
     X = np.random.default_rng(0).standard_normal((640, 8))
     y = (X[:, 0] > 0).astype(np.int64)
     model = Sequential(
         [Dense(8, 16, activation="relu"), Dropout(0.2), Dense(16, 2)], seed=0, dtype="float64"
     )
     model.fit(X, y, epochs=2, batch_size=32, seed=0)
-    # 20 batches an epoch, but one draw of the whole epoch's 640 x 16 mask.
-    assert calls == [(640, 16), (640, 16)]
-    # Outside fit the layer draws per call again.
-    calls.clear()
-    model.forward(xpnet.get_backend().asarray(X[:5], dtype="float64"), training=True)
-    assert calls == [(5, 16)]
+    assert [c[1] for c in calls] == list(range(20)) * 2
+    assert all(c[2] == 0 for c in calls)
+    first, second = {c[0] for c in calls[:20]}, {c[0] for c in calls[20:]}
+    assert len(first) == len(second) == 1 and first != second
+    rng = np.random.default_rng(0)
+    rng.permutation(640)
+    assert first == {int(rng.integers(0, 2**63 - 1, size=1)[0])}
 
 
 def test_plan_is_dropped_when_fit_stops_early() -> None:
