@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from ._version import __version__
-from .backend import use_backend
-from .errors import DataError, XpnetError
-from .optimizers import Optimizer
-from .schedules import StepDecay
+from .._version import __version__
+from ..backend import use_backend
+from ..errors import DataError, XpnetError
+from ..optimizers import Optimizer
+from ..schedules import StepDecay
 
 __all__ = ["DEFAULTS", "build_parser", "main"]
 
@@ -427,7 +427,7 @@ def _pixel_scale(n_features: int) -> int:
 
 def scale_pixels(X: np.ndarray, max_value: int, dtype: str = "float32") -> np.ndarray:
     """Raw pixels in ``[0, max_value]`` as ``dtype`` in [0, 1] (255: ``to_unit_range``)."""
-    from .datasets import to_unit_range
+    from ..datasets import to_unit_range
 
     if max_value == 255:
         return to_unit_range(X, dtype)
@@ -444,7 +444,7 @@ def scale_pixels(X: np.ndarray, max_value: int, dtype: str = "float32") -> np.nd
 
 
 def _split_test(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
-    from .datasets import train_val_split
+    from ..datasets import train_val_split
 
     return train_val_split(X, y, TEST_FRACTION, seed=TEST_SPLIT_SEED)
 
@@ -457,7 +457,7 @@ def load_dataset(
     need_train: bool = True,
 ) -> Dataset:
     """Load a data set, split a test set off when it has none, and scale it to [0, 1]."""
-    from . import datasets
+    from .. import datasets
 
     labels = [str(i) for i in range(10)]
     if spec.name in ("mnist", "fashion-mnist"):
@@ -506,7 +506,7 @@ def _say(quiet: bool, *parts: Any) -> None:
 
 def write_json_atomic(path: str | os.PathLike[str], data: Any) -> Path:
     """Write ``data`` as JSON so that ``path`` holds either the old file or the whole new one."""
-    from .io_utils import atomic_write_bytes
+    from ..io_utils import atomic_write_bytes
 
     text = json.dumps(data, indent=2, allow_nan=False) + "\n"
     return atomic_write_bytes(path, text.encode("utf-8"))
@@ -526,13 +526,13 @@ def _finite_or_none(value: float) -> float | None:
 
 
 def _confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
-    from .metrics import confusion_matrix
+    from ..metrics import confusion_matrix
 
     return confusion_matrix(y_true, y_pred, n_classes)
 
 
 def _print_confusion(cm: np.ndarray, labels: list[str]) -> None:
-    from .metrics import format_confusion_matrix
+    from ..metrics import format_confusion_matrix
 
     print("confusion matrix (rows: true class, columns: predicted class):")
     print(format_confusion_matrix(cm, [str(i) for i in range(cm.shape[0])]))
@@ -551,8 +551,8 @@ def build_model(
     seed: int,
 ) -> Any:
     """The CLI's MLP: per hidden layer Dense, the activation and (if p > 0) Dropout."""
-    from .layers import Dense, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
-    from .model import Sequential
+    from ..layers import Dense, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
+    from ..model import Sequential
 
     act = {"relu": ReLU, "leaky_relu": LeakyReLU, "tanh": Tanh, "sigmoid": Sigmoid}[activation]
 
@@ -587,7 +587,7 @@ def _make_optimizer(
     epochs: int = 1,
     steps_per_epoch: int = 1,
 ) -> Any:
-    from .optimizers import OPTIMIZERS
+    from ..optimizers import OPTIMIZERS
 
     kwargs: dict[str, Any] = {"lr": DEFAULT_LR[name] if lr is None else lr}
     if name in DEFAULT_MOMENTUM:
@@ -608,7 +608,7 @@ def _sample_indices(y_true: np.ndarray, y_pred: np.ndarray, n: int) -> np.ndarra
 def _write_plots(
     directory: Path, history: Any, cm: np.ndarray, data: Dataset, y_pred: np.ndarray, model: Any
 ) -> list[Path]:
-    from . import plots
+    from .. import plots
 
     directory.mkdir(parents=True, exist_ok=True)
     idx = _sample_indices(data.y_test, y_pred, 25)
@@ -679,14 +679,14 @@ def _train_summary(
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from .backend import get_backend
-    from .datasets import train_val_split
+    from ..backend import get_backend
+    from ..datasets import train_val_split
 
     quiet = args.quiet
     _check_output_parent("--save", args.save)
     _check_output_parent("--json", args.json)
     if args.plots:
-        from .plots import require_matplotlib
+        from ..plots import require_matplotlib
 
         require_matplotlib()  # before a minute of training, not after it
     backend = get_backend()
@@ -781,7 +781,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- evaluate / predict
 def _load_model(path: str, backend: str | None) -> Any:
-    from . import load_model
+    from .. import load_model
 
     if not Path(path).exists():
         raise CommandError(f"model file {path} does not exist")
