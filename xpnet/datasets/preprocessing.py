@@ -12,7 +12,7 @@ from numpy.typing import ArrayLike, DTypeLike
 
 from xpnet.errors import DataError
 
-__all__ = ["one_hot", "standardize", "to_unit_range", "train_val_split"]
+__all__ = ["one_hot", "scale_pixels", "standardize", "to_unit_range", "train_val_split"]
 
 
 def _float_dtype(dtype: DTypeLike, name: str = "dtype") -> np.dtype:
@@ -61,6 +61,43 @@ def to_unit_range(X: ArrayLike, dtype: DTypeLike = "float32") -> np.ndarray:
     out = X.astype(dt, copy=True)
     out /= dt.type(255)
     return out
+
+
+def scale_pixels(X: ArrayLike, max_value: int, dtype: DTypeLike = "float32") -> np.ndarray:
+    """Scale raw pixels from 0..``max_value`` to [0, 1] (255: :func:`to_unit_range`).
+
+    Parameters
+    ----------
+    X : array_like
+        Pixel values in [0, ``max_value``], such as 0..16 for scikit-learn's 8x8 digits.
+    max_value : int
+        The full-scale pixel value.
+    dtype : dtype-like, optional
+        Floating-point dtype of the result.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``X / max_value`` as a new array of ``dtype``, same shape as ``X``.
+
+    Raises
+    ------
+    DataError
+        If ``X`` is not numeric, or holds values outside [0, ``max_value``] or non-finite values.
+    """
+    if max_value == 255:
+        return to_unit_range(X, dtype)
+    dt = _float_dtype(dtype)
+    X = np.asarray(X)
+    if X.dtype.kind not in "biuf":
+        raise DataError(f"expected numeric pixel values, got dtype {X.dtype}")
+    if X.size and X.dtype.kind == "f" and not np.isfinite(X).all():
+        raise DataError("the pixel values include NaN or infinity")
+    if X.size and (X.min() < 0 or X.max() > max_value):
+        raise DataError(
+            f"expected pixel values in [0, {max_value}], found min {X.min():g} and max {X.max():g}"
+        )
+    return X.astype(dt) / np.asarray(max_value, dtype=dt)
 
 
 def standardize(
