@@ -50,7 +50,7 @@ class StepDecay(LRSchedule):
     """The full rate for the first ``at_step`` updates, then ``factor`` times it.
 
     A final low-rate phase settles weights that a constant Adam rate keeps shaking; on MNIST
-    it is what makes ``xpnet train``'s defaults reliably pass 98% (see ``xpnet.cli``).
+    it is what makes ``xpnet train``'s defaults reliably pass 98% (see :mod:`xpnet.recipe`).
     """
 
     name = "step"

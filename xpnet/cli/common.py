@@ -23,6 +23,7 @@ __all__ = [
     "Command",
     "CommandError",
     "check_output_parent",
+    "confusion",
     "finite_or_none",
     "load_model_file",
     "print_confusion",
@@ -94,6 +95,7 @@ def finite_or_none(value: float) -> float | None:
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """The (n_classes, n_classes) confusion matrix, rows the true class."""
     return confusion_matrix(y_true, y_pred, n_classes)
 
 

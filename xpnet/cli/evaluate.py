@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..datasets.catalog import DatasetSpec, load_dataset
-from . import arguments
+from .arguments import dataset
 from .common import (
     Command,
     CommandError,
@@ -24,7 +24,7 @@ def _add_arguments(evaluate: argparse.ArgumentParser) -> None:
     evaluate.add_argument("model", metavar="MODEL", help="a model file saved by --save")
     evaluate.add_argument(
         "--dataset",
-        type=arguments.dataset,
+        type=dataset,
         default=None,
         metavar="{mnist,fashion-mnist,digits,csv:PATH}",
         help="data set whose test set to use (default: digits for a model with 64 inputs, "

@@ -10,7 +10,7 @@ import argparse
 import importlib
 
 from .._version import __version__
-from . import arguments
+from .arguments import backend_name
 from .common import Command
 
 __all__ = ["COMMAND_MODULES", "build_parser", "commands"]
@@ -38,7 +38,7 @@ def _common_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--backend",
-        type=arguments.backend_name,
+        type=backend_name,
         default=None,
         metavar="{numpy,cupy,array_api_strict}",
         help="array backend (default: $XPNET_BACKEND, else numpy)",

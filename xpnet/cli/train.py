@@ -27,7 +27,15 @@ from ..recipe import (
     build_model,
     make_optimizer,
 )
-from . import arguments
+from .arguments import (
+    activation,
+    dataset,
+    hidden,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    probability,
+)
 from .common import (
     Command,
     check_output_parent,
@@ -45,7 +53,7 @@ def _add_arguments(train: argparse.ArgumentParser) -> None:
     d = DEFAULTS
     train.add_argument(
         "--dataset",
-        type=arguments.dataset,
+        type=dataset,
         default=DatasetSpec(d["dataset"]),
         metavar="{mnist,fashion-mnist,digits,csv:PATH}",
         help="data set (default: mnist). digits: scikit-learn's 8x8 digits; csv:PATH: a "
@@ -54,7 +62,7 @@ def _add_arguments(train: argparse.ArgumentParser) -> None:
     )
     train.add_argument(
         "--hidden",
-        type=arguments.hidden,
+        type=hidden,
         default=d["hidden"],
         metavar="W1,W2,...",
         help=f"hidden layer widths (default: {','.join(map(str, d['hidden']))}; 'none' for a "
@@ -62,14 +70,14 @@ def _add_arguments(train: argparse.ArgumentParser) -> None:
     )
     train.add_argument(
         "--activation",
-        type=arguments.activation,
+        type=activation,
         default=d["activation"],
         metavar="{" + ",".join(HIDDEN_ACTIVATIONS) + "}",
         help=f"activation after each hidden layer (default: {d['activation']})",
     )
     train.add_argument(
         "--dropout",
-        type=arguments.probability,
+        type=probability,
         default=d["dropout"],
         metavar="P",
         help=f"dropout rate after each hidden activation, 0 for none (default: {d['dropout']})",
@@ -82,7 +90,7 @@ def _add_arguments(train: argparse.ArgumentParser) -> None:
     )
     train.add_argument(
         "--lr",
-        type=arguments.positive_float,
+        type=positive_float,
         default=None,
         help="learning rate (default: "
         + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items())
@@ -97,27 +105,27 @@ def _add_arguments(train: argparse.ArgumentParser) -> None:
     )
     train.add_argument(
         "--momentum",
-        type=arguments.probability,
+        type=probability,
         default=None,
         help="momentum of sgd and rmsprop (default: sgd 0.9, rmsprop 0)",
     )
     train.add_argument(
         "--batch-size",
-        type=arguments.positive_int,
+        type=positive_int,
         default=d["batch_size"],
         metavar="N",
         help=f"samples per update (default: {d['batch_size']})",
     )
     train.add_argument(
         "--epochs",
-        type=arguments.positive_int,
+        type=positive_int,
         default=d["epochs"],
         metavar="N",
         help=f"passes over the training set (default: {d['epochs']})",
     )
     train.add_argument(
         "--val-split",
-        type=arguments.probability,
+        type=probability,
         default=d["val_split"],
         metavar="F",
         help="share of the training set held out, stratified, for validation after each "
@@ -131,7 +139,7 @@ def _add_arguments(train: argparse.ArgumentParser) -> None:
     )
     train.add_argument(
         "--seed",
-        type=arguments.non_negative_int,
+        type=non_negative_int,
         default=d["seed"],
         metavar="N",
         help="seed of the weights, the validation split, shuffling and dropout "
