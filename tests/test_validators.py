@@ -7,12 +7,15 @@ from __future__ import annotations
 import argparse
 import math
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from xpnet.cli import arguments
+from xpnet.datasets import fetch_file, one_hot, train_val_split
 from xpnet.errors import XpnetError
+from xpnet.schedules import StepDecay
 from xpnet.validation import (
     InvalidArgumentError,
     check_choice,
@@ -143,3 +146,35 @@ def test_argument_types_turn_value_errors_into_argparse_errors(parse, text, mess
         parse(text)
     assert str(info.value).startswith(message)
     assert not str(info.value).startswith("xpnet: ")
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            lambda: train_val_split(np.zeros((4, 1)), np.arange(4), 1.0),
+            r"val_fraction must be a number in \(0, 1\), got 1.0",
+        ),
+        (lambda: one_hot(np.arange(3), -1), "n_classes must be an integer >= 0, got -1"),
+        (
+            lambda: fetch_file("f", "/nonexistent", ["http://127.0.0.1:9/"], Path, timeout=0),
+            "timeout must be a positive finite number, got 0",
+        ),
+        (lambda: StepDecay(-1), "schedule at_step must be an integer >= 0, got -1"),
+        (lambda: StepDecay(3, factor=2), r"schedule factor must be a number in \[0, 1\], got 2"),
+    ],
+)
+def test_the_library_uses_the_shared_validators(call, message):
+    with pytest.raises(InvalidArgumentError, match=message):
+        call()
+
+
+def test_the_estimators_use_the_shared_validators():
+    pytest.importorskip("sklearn")
+    from xpnet.sklearn import MLPClassifier
+
+    X, y = np.random.default_rng(0).normal(size=(8, 2)), np.arange(8) % 2
+    with pytest.raises(InvalidArgumentError, match=r"tol must be a finite number >= 0, got -1\.0"):
+        MLPClassifier(tol=-1.0).fit(X, y)
+    with pytest.raises(InvalidArgumentError, match="max_iter must be an integer >= 1, got 0"):
+        MLPClassifier(max_iter=0).fit(X, y)

@@ -5,12 +5,11 @@ These run on NumPy arrays on the host, before data is moved to an accelerator.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from xpnet.errors import DataError
+from xpnet.validation import check_non_negative_int, check_number
 
 __all__ = ["one_hot", "scale_pixels", "standardize", "to_unit_range", "train_val_split"]
 
@@ -198,8 +197,8 @@ def one_hot(y: ArrayLike, n_classes: int | None = None, dtype: DTypeLike = "floa
         raise DataError(f"one_hot expects integer labels, got dtype {y.dtype}")
     if n_classes is None:
         n_classes = int(y.max()) + 1 if y.size else 0
-    elif n_classes < 0:
-        raise ValueError(f"n_classes must be non-negative, got {n_classes}")
+    else:
+        n_classes = check_non_negative_int("n_classes", n_classes)
     if y.size and (int(y.min()) < 0 or int(y.max()) >= n_classes):
         raise DataError(
             f"one_hot: labels must lie in 0..{n_classes - 1}, found min {int(y.min())} and "
@@ -263,10 +262,9 @@ def train_val_split(
         If ``X`` and ``y`` have different lengths, ``y`` is not 1-D, or there are fewer
         than two samples.
     """
-    if not isinstance(val_fraction, (int, float, np.floating)) or not (
-        math.isfinite(val_fraction) and 0.0 < val_fraction < 1.0
-    ):
-        raise ValueError(f"val_fraction must be strictly between 0 and 1, got {val_fraction!r}")
+    val_fraction = check_number(
+        "val_fraction", val_fraction, low=0.0, high=1.0, low_open=True, high_open=True
+    )
     X = np.asarray(X)
     y = np.asarray(y)
     if y.ndim != 1:
