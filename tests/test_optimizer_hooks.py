@@ -91,7 +91,7 @@ def test_every_optimizer_calls_its_hooks_before_the_update(backend, name):
 def test_hooks_must_be_gradient_hooks():
     with pytest.raises(TypeError, match="GradientHook instances, got function"):
         SGD(hooks=[lambda *a: None])
-    with pytest.raises(ValueError, match="rate must be >= 0"):
+    with pytest.raises(ValueError, match=r"rate must be a finite number >= 0, got -1\.0"):
         WeightDecay(-1.0)
     assert repr(WeightDecay(0.1)) == "WeightDecay(0.1, weights_only=True)"
 

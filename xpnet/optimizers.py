@@ -18,6 +18,7 @@ from .backend import backend_of, namespace_of, to_numpy
 from .kernels import get_kernels
 from .parameter import Parameter, ParameterBuffer
 from .schedules import LRSchedule
+from .validation import check_non_negative, check_number, check_positive
 
 __all__ = [
     "OPTIMIZERS",
@@ -34,30 +35,15 @@ __all__ = [
 
 
 def _positive(name: str, value: Any, owner: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise ValueError(f"xpnet: {owner} {name} must be a number, got {value!r}")
-    value = float(value)
-    if not (math.isfinite(value) and value > 0.0):
-        raise ValueError(f"xpnet: {owner} {name} must be a positive finite number, got {value}")
-    return value
+    return check_positive(f"{owner} {name}", value)
 
 
 def _in_unit(name: str, value: Any, owner: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise ValueError(f"xpnet: {owner} {name} must be a number, got {value!r}")
-    value = float(value)
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"xpnet: {owner} {name} must be in [0, 1), got {value}")
-    return value
+    return check_number(f"{owner} {name}", value, low=0.0, high=1.0, high_open=True)
 
 
 def _non_negative(name: str, value: Any, owner: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise ValueError(f"xpnet: {owner} {name} must be a number, got {value!r}")
-    value = float(value)
-    if not (math.isfinite(value) and value >= 0.0):
-        raise ValueError(f"xpnet: {owner} {name} must be >= 0, got {value}")
-    return value
+    return check_non_negative(f"{owner} {name}", value)
 
 
 class Optimizer:

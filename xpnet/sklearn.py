@@ -50,6 +50,13 @@ from .layers.activations import normalize_activation
 from .losses import Loss, MeanSquaredError, SoftmaxCrossEntropy
 from .model import Sequential
 from .optimizers import OPTIMIZERS, SGD, Adam, AdamW, L2Penalty, Optimizer, RMSProp
+from .validation import (
+    check_choice,
+    check_non_negative,
+    check_number,
+    check_positive,
+    check_positive_int,
+)
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -247,44 +254,27 @@ class _BaseMLP(BaseEstimator):
         return [int(s) for s in sizes]
 
     def _check_hyperparameters(self) -> None:
-        def number(name: str, low: float, high: float | None = None, *, open_low: bool) -> None:
-            value = getattr(self, name)
-            ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-            ok = ok and np.isfinite(value) and (value > low if open_low else value >= low)
-            ok = ok and (high is None or value < high)
-            if not ok:
-                bound = f"{'>' if open_low else '>='} {low}" + (f" and < {high}" if high else "")
-                raise ValueError(f"xpnet: {name} must be a number {bound}, got {value!r}")
-
-        def integer(name: str, low: int) -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-                raise ValueError(f"xpnet: {name} must be an integer >= {low}, got {value!r}")
-
+        # Checks only: scikit-learn estimators keep their parameters exactly as given.
         self._hidden_sizes()
-        if self.activation not in _HIDDEN_ACTIVATIONS:
-            raise ValueError(
-                f"xpnet: activation must be one of {', '.join(_HIDDEN_ACTIVATIONS)}, "
-                f"got {self.activation!r}"
-            )
-        if self.solver not in _SOLVERS:
-            raise ValueError(
-                f"xpnet: solver must be one of {', '.join(_SOLVERS)}, got {self.solver!r}"
-            )
-        number("learning_rate_init", 0.0, open_low=True)
-        number("alpha", 0.0, open_low=False)
-        number("tol", 0.0, open_low=False)
-        number("validation_fraction", 0.0, 1.0, open_low=True)
-        integer("max_iter", 1)
-        integer("n_iter_no_change", 1)
+        check_choice("activation", self.activation, _HIDDEN_ACTIVATIONS)
+        check_choice("solver", self.solver, _SOLVERS)
+        check_positive("learning_rate_init", self.learning_rate_init)
+        check_non_negative("alpha", self.alpha)
+        check_non_negative("tol", self.tol)
+        check_number(
+            "validation_fraction",
+            self.validation_fraction,
+            low=0.0,
+            high=1.0,
+            low_open=True,
+            high_open=True,
+        )
+        check_positive_int("max_iter", self.max_iter)
+        check_positive_int("n_iter_no_change", self.n_iter_no_change)
         if self.batch_size != "auto":
-            integer("batch_size", 1)
-        if self.backend not in BACKEND_NAMES:
-            raise ValueError(
-                f"xpnet: backend must be one of {', '.join(BACKEND_NAMES)}, got {self.backend!r}"
-            )
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"xpnet: dtype must be 'float32' or 'float64', got {self.dtype!r}")
+            check_positive_int("batch_size", self.batch_size)
+        check_choice("backend", self.backend, BACKEND_NAMES)
+        check_choice("dtype", self.dtype, ("float32", "float64"))
 
     def _batch_size_for(self, n: int) -> int:
         if self.batch_size == "auto":
