@@ -280,9 +280,7 @@ class Sequential:
             val = self._to_device(Xv, yv, loss_fn)
 
         rng = self._rng if seed is None else np.random.default_rng(seed)
-        dropouts = [layer for layer in self.layers if isinstance(layer, Dropout)]
-        for layer in dropouts:
-            layer.rng = rng
+        stochastic = [layer for layer in self.layers if layer.stochastic]
         keys = ["loss", *(["accuracy"] if classify else [])]
         keys += [f"val_{k}" for k in keys] if val is not None else []
         history = History([*keys, "seconds"])
@@ -304,13 +302,16 @@ class Sequential:
                 order_d = self.backend.asarray(order)  # one transfer per epoch
                 loss_sum = xp.zeros((), dtype=Xd.dtype, device=Xd.device)
                 correct = xp.zeros((), dtype=xp.int64, device=Xd.device)
-                for layer in dropouts:
-                    layer.plan_epoch(n, batch_size)
+                # One key per stochastic layer and epoch; each batch's noise is a hash of it
+                # and the step, computed on the device (no host draw per batch).
+                seeds = rng.integers(0, 2**63 - 1, size=len(stochastic))
                 bar = _progress(n_batches, epoch, epochs) if verbose == 1 else None
                 for step in range(n_batches):
                     idx = order_d[step * batch_size : min((step + 1) * batch_size, n)]
                     xb = xp.take(Xd, idx, axis=0)
                     yb = xp.take(yd, idx, axis=0)
+                    for j, layer in enumerate(stochastic):
+                        layer.set_random_key(int(seeds[j]), step)
                     out = self.forward(xb, training=True)
                     value = loss_fn.forward(out, yb)
                     if (step + 1) % check_every == 0:
@@ -373,9 +374,6 @@ class Sequential:
                 ckpt.write_pending()
             if verbose:
                 print("xpnet: training interrupted; returning the history so far", file=sys.stderr)
-        finally:
-            for layer in dropouts:
-                layer.end_epoch()  # later forwards outside fit draw per call again
         return history
 
     def _take_snapshot(self, snapshot: list[Any], params: list[Parameter]) -> None:
