@@ -383,7 +383,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("model", metavar="MODEL", help="a model file saved by --save")
     predict.add_argument("file", metavar="FILE", help=".npy array or image file")
+    _add_diagnostic_commands(commands, common)
     return parser
+
+
+def _add_diagnostic_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    """The ``info`` and ``check`` sub-commands (their logic lives in xpnet.diagnostics)."""
+    info = commands.add_parser(
+        "info",
+        help="versions, backends, devices, kernels and BLAS of this installation",
+        description="Report what this installation can run: versions (xpnet, Python, NumPy, "
+        "array-api-compat, CuPy with its CUDA runtime and driver, the optional extras), every "
+        "backend with 'available' or why not, its device and kernels, and the BLAS library "
+        "with its threads.",
+    )
+    info.add_argument("--json", metavar="PATH", help="also write the report as JSON to PATH")
+    info.add_argument("--debug", action="store_true", help="show the full traceback on failure")
+    info.set_defaults(backend=None)
+    check = commands.add_parser(
+        "check",
+        parents=[common],
+        help="prove a backend: train on NumPy and on it, compare loss, gradients and weights",
+        description="Train a small MLP (with dropout) from one seed on NumPy and on --backend "
+        "(default: every available backend but NumPy) in float64 and float32, and print per "
+        "dtype the largest relative difference in loss, gradients and weights after --steps "
+        "Adam steps against the tolerance (float64 1e-10; float32 1e-4; 1e-2 with TF32), then "
+        "'agree' or 'DISAGREE', and the training speed beside NumPy's. Exit status 0 when all "
+        "agree, 1 otherwise or when the backend cannot run here.",
+    )
+    check.add_argument(
+        "--steps", type=_positive_int, default=20, metavar="N", help="Adam steps (default: 20)"
+    )
+    check.add_argument("--json", metavar="PATH", help="also write the report as JSON to PATH")
 
 
 def _check_train_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -899,8 +930,37 @@ def _run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- info / check
+def _run_info(args: argparse.Namespace) -> int:
+    from .diagnostics import collect_info, format_info
+
+    _check_output_parent("--json", args.json)
+    info = collect_info()
+    print(format_info(info), flush=True)
+    if args.json:
+        write_json_atomic(args.json, info)
+    return 0
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    from .diagnostics import format_check, run_check
+
+    _check_output_parent("--json", args.json)
+    report = run_check(args.backend, steps=args.steps)
+    print(format_check(report), flush=True)
+    if args.json:
+        write_json_atomic(args.json, report.to_dict())
+    return 0 if report.agree else 1
+
+
 # --------------------------------------------------------------------------- entry point
-_COMMANDS = {"train": _run_train, "evaluate": _run_evaluate, "predict": _run_predict}
+_COMMANDS = {
+    "train": _run_train,
+    "evaluate": _run_evaluate,
+    "predict": _run_predict,
+    "info": _run_info,
+    "check": _run_check,
+}
 
 
 def _one_line(exc: BaseException) -> str:
