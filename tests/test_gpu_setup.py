@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,12 +16,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _noxfile():
-    pytest.importorskip("nox")
+@functools.cache  # nox warns when a noxfile's sessions are registered twice
+def _load_noxfile():
     spec = importlib.util.spec_from_file_location("xpnet_noxfile", ROOT / "noxfile.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _noxfile():
+    pytest.importorskip("nox")
+    return _load_noxfile()
 
 
 def test_cuda_extras_bring_the_cuda_toolkit():
@@ -77,3 +86,43 @@ def test_gpu_probe_runs_a_matrix_product_and_fails_in_one_line():
     assert done.stderr.splitlines() == [
         "tests-gpu: no usable CUDA device (ModuleNotFoundError: No module named 'cupy')"
     ]
+
+
+# --------------------------------------------------------------------------- gpu_run.sh
+GPU_RUN = ROOT / "benchmarks" / "gpu_run.sh"
+
+
+def test_gpu_run_script_is_valid_bash():
+    subprocess.run(["bash", "-n", str(GPU_RUN)], check=True)
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed")
+    done = subprocess.run([shellcheck, str(GPU_RUN)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout
+
+
+@pytest.mark.slow
+def test_gpu_run_without_a_gpu_skips_the_gpu_stages_and_exits_0(tmp_path):
+    from xpnet.backend import unavailable_reason
+
+    if unavailable_reason("cupy") is None:
+        pytest.skip("a GPU is here: the dry run is for machines without one")
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHON": sys.executable}
+    done = subprocess.run(
+        ["bash", str(GPU_RUN), "--budget", "120", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = json.loads((out / "results.json").read_text())
+    stages = {s["name"]: s for s in results["stages"]}
+    assert results["ok"] and results["gpu"] is None and results["no_gpu_reason"]
+    assert stages["info"]["status"] == "ok"
+    assert json.loads((out / "info.json").read_text())["backends"][0]["name"] == "numpy"
+    for name in ("check", "tests", "agreement", "bench", "train", "cuda-graph"):
+        assert stages[name]["status"] == "skipped", name
+        assert stages[name]["note"] == "skipped: no CUDA device"
+    assert "stage info: ok" in (out / "gpu_run.log").read_text()
