@@ -23,6 +23,15 @@ Wellons' hash prospector: two multiplications, low avalanche bias). The row is t
 row ``row_offset + r``, so the rows of a batch do not depend on how the batch is split.
 A unit is kept when ``bits >= keep_threshold(p)``, an integer comparison with no float
 rounding, which keeps it with probability ``1 - round(p * 2**32) / 2**32``.
+
+>>> import numpy as np
+>>> import array_api_compat.numpy as xp
+>>> from xpnet.random import hash_bits, hash_bits_reference, keep_threshold
+>>> bits = hash_bits(xp, (4, 3), seed=7, step=2, row_offset=10)
+>>> int(bits[1, 2]) == hash_bits_reference(7, 2, row=11, col=2)
+True
+>>> keep_threshold(0.25) == 2**30
+True
 """
 
 from __future__ import annotations
