@@ -292,9 +292,6 @@ class Sequential:
             Xv, yv = self._check_data(validation_data[0], validation_data[1], loss_fn)
             val = self._to_device(Xv, yv, loss_fn)
         rng = self._rng if seed is None else np.random.default_rng(seed)
-        for layer in self.layers:
-            if isinstance(layer, Dropout):
-                layer.rng = rng  # today's Dropout draws its masks from the fit's generator
         history = History(history_keys(loss_fn, yd.ndim, val is not None))
         run_callbacks = default_callbacks(
             given,

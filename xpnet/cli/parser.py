@@ -20,6 +20,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "train",
     "evaluate",
     "predict",
+    "info",
+    "check",
 )
 
 
