@@ -383,6 +383,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("model", metavar="MODEL", help="a model file saved by --save")
     predict.add_argument("file", metavar="FILE", help=".npy array or image file")
+
+    export = commands.add_parser(
+        "export",
+        parents=[common],
+        help="export a saved model to ONNX",
+        description="Write a model saved with 'xpnet train --save' as an ONNX file (input "
+        "'input' [N, n_features], output 'output' [N, n_outputs], the model's dtype) to serve "
+        "with onnxruntime. Needs the onnx package: pip install 'xpnet[onnx]'.",
+    )
+    export.add_argument("model", metavar="MODEL", help="a model file saved by --save")
+    export.add_argument("out", metavar="OUT.onnx", help="the ONNX file to write")
+    from .onnx import DEFAULT_OPSET
+
+    export.add_argument(
+        "--opset",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help=f"ONNX operator set version to write (default: {DEFAULT_OPSET})",
+    )
     return parser
 
 
@@ -899,8 +919,19 @@ def _run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_export(args: argparse.Namespace) -> int:
+    from .onnx import export_command
+
+    return export_command(args.model, args.out, opset=args.opset, backend=args.backend)
+
+
 # --------------------------------------------------------------------------- entry point
-_COMMANDS = {"train": _run_train, "evaluate": _run_evaluate, "predict": _run_predict}
+_COMMANDS = {
+    "train": _run_train,
+    "evaluate": _run_evaluate,
+    "predict": _run_predict,
+    "export": _run_export,
+}
 
 
 def _one_line(exc: BaseException) -> str:
