@@ -89,14 +89,28 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Build the documentation site with warnings as errors (into docs/_build/html).
+    """Build the documentation site with warnings as errors (into docs/_build/html), then
+    check in headless Chromium, offline, that its maths renders (docs/_tools/check_rendered.py;
+    ``nox -s docs -- --screenshot-dir DIR`` also writes a PNG of each page checked).
 
-    The pages' code examples are run by tests/test_docs_examples.py in the test sessions.
+    The browser check is skipped, with a log line, where no Chromium is installed
+    (``apt-get install chromium`` on Debian). The pages' code examples are run by
+    tests/test_docs_examples.py in the test sessions.
     """
     session.install("-e", ".[docs]")
     session.run(
         "sphinx-build", "-W", "--keep-going", "-E", "-b", "html", "docs", "docs/_build/html"
     )
+    check = ["python", "docs/_tools/check_rendered.py", "docs/_build/html"]
+    pages = ["--page", "serving.html"]
+    browser = next((b for b in ("chromium", "chromium-browser") if shutil.which(b)), None)
+    if browser is None:
+        session.log(
+            "docs: no chromium on the PATH, so the rendered-site check is SKIPPED "
+            "(install it with: apt-get install chromium)"
+        )
+        return
+    session.run(*check, *pages, "--browser", browser, *session.posargs)
 
 
 @nox.session

@@ -2,12 +2,15 @@
 
 The pages are MyST Markdown; the API reference is generated from the docstrings by autodoc
 with napoleon reading their NumPy style. Nothing here reaches the network, so the build works
-offline.
+offline, and so does the built site: MathJax is copied into it (``_static/mathjax``) from the
+``sphinx-mathjax-offline`` package of the docs extra instead of being loaded from a CDN.
+``docs/_tools/check_rendered.py`` checks, in headless Chromium, that the maths does render.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import os
 import posixpath
@@ -37,7 +40,7 @@ extensions = [
 
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
 root_doc = "index"
-exclude_patterns = ["_build", "README.md"]
+exclude_patterns = ["_build", "_tools", "README.md"]
 
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3
@@ -53,6 +56,26 @@ napoleon_numpy_docstring = True
 napoleon_use_rtype = False
 # Module docstrings use these headings for prose; napoleon renders them as rubrics.
 napoleon_custom_sections = ["File format", "Differences from scikit-learn's MLP"]
+
+
+def _mathjax_static_dir() -> Path:
+    """The folder holding ``mathjax/`` (MathJax 3) in the sphinx-mathjax-offline package."""
+    # Its import name has hyphens, so it is found by spec rather than imported.
+    spec = importlib.util.find_spec("sphinx-mathjax-offline")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            "docs: the site serves MathJax itself, from the sphinx-mathjax-offline package; "
+            "install the docs dependencies: pip install -e '.[docs]' (or run nox -s docs)"
+        )
+    static = Path(next(iter(spec.submodule_search_locations))) / "static"
+    if not (static / "mathjax" / "tex-chtml.js").is_file():
+        raise RuntimeError(f"docs: no MathJax (mathjax/tex-chtml.js) under {static}")
+    return static
+
+
+# _static/mathjax/ in the built site; mathjax_path is relative to _static.
+html_static_path = [str(_mathjax_static_dir())]
+mathjax_path = "mathjax/tex-chtml.js"
 
 html_theme = "furo"
 html_title = f"xpnet {release}"

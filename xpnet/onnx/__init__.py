@@ -36,6 +36,7 @@ __all__ = [
     "DEFAULT_OPSET",
     "MIN_OPSET",
     "GraphBuilder",
+    "build_onnx_model",
     "export",
     "export_command",
     "register_converter",

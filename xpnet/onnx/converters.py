@@ -1,6 +1,6 @@
 """One converter per layer kind: how a layer is written as ONNX operators.
 
-A converter receives the layer, the :class:`~xpnet.onnx._graph.GraphBuilder` and the name of
+A converter receives the layer, the :class:`~xpnet.onnx.GraphBuilder` and the name of
 the layer's input tensor, adds the nodes (and initializers) that compute the layer's
 inference forward, and returns the name of its output tensor. Supporting a new layer kind is
 one function decorated with :func:`register_converter`.
