@@ -98,11 +98,18 @@ def docs(session: nox.Session) -> None:
     tests/test_docs_examples.py in the test sessions.
     """
     session.install("-e", ".[docs]")
+    # From scratch, so that no page of an earlier build is left for the check below to read.
+    shutil.rmtree(ROOT / "docs" / "_build" / "html", ignore_errors=True)
     session.run(
         "sphinx-build", "-W", "--keep-going", "-E", "-b", "html", "docs", "docs/_build/html"
     )
     check = ["python", "docs/_tools/check_rendered.py", "docs/_build/html"]
+    # Every page with maths is checked anyway; also the serving page and each notebook page.
+    docs_dir = ROOT / "docs"
+    notebooks = [p for p in docs_dir.rglob("*.ipynb") if "_build" not in p.parts]
     pages = ["--page", "serving.html"]
+    for nb in notebooks:
+        pages += ["--page", nb.relative_to(docs_dir).with_suffix(".html").as_posix()]
     browser = next((b for b in ("chromium", "chromium-browser") if shutil.which(b)), None)
     if browser is None:
         session.log(

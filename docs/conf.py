@@ -1,8 +1,9 @@
 """Sphinx configuration of the xpnet documentation (``nox -s docs`` builds it, warnings as errors).
 
-The pages are MyST Markdown; the API reference is generated from the docstrings by autodoc
-with napoleon reading their NumPy style. Nothing here reaches the network, so the build works
-offline, and so does the built site: MathJax is copied into it (``_static/mathjax``) from the
+The pages are MyST Markdown and Jupyter notebooks (myst-nb, executed at build time); the
+API reference is generated from the docstrings by autodoc with napoleon reading their NumPy
+style. Nothing here reaches the network, so the build works offline, and so does the built
+site: MathJax is copied into it (``_static/mathjax``) from the
 ``sphinx-mathjax-offline`` package of the docs extra instead of being loaded from a CDN.
 ``docs/_tools/check_rendered.py`` checks, in headless Chromium, that the maths does render.
 """
@@ -31,19 +32,28 @@ copyright = "The xpnet developers, BSD-3-Clause"
 version = release = xpnet.__version__
 
 extensions = [
-    "myst_parser",
+    "myst_nb",  # MyST Markdown (it loads myst_parser) and Jupyter notebooks
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
 ]
 
-source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
+# myst-nb parses .md pages as plain MyST (only text notebooks with a jupytext header run).
+source_suffix = {".md": "myst-nb", ".rst": "restructuredtext", ".ipynb": "myst-nb"}
 root_doc = "index"
 exclude_patterns = ["_build", "_tools", "README.md"]
 
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3
+
+# Notebooks are stored without outputs and executed top to bottom at every build, so the
+# page shows what the code does today; a cell that raises fails the build.
+nb_execution_mode = "force"
+nb_execution_timeout = 300
+nb_execution_raise_on_error = True
+nb_execution_show_tb = True
+nb_execution_in_temp = True  # files a notebook writes (saved models) stay out of docs/
 
 autodoc_default_options = {"show-inheritance": True}
 autodoc_member_order = "bysource"
