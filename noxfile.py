@@ -159,14 +159,35 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Build the documentation site with warnings as errors (into docs/_build/html).
+    """Build the documentation site with warnings as errors (into docs/_build/html), then
+    check in headless Chromium, offline, that its maths renders (docs/_tools/check_rendered.py;
+    ``nox -s docs -- --screenshot-dir DIR`` also writes a PNG of each page checked).
 
-    The pages' code examples are run by tests/test_docs_examples.py in the test sessions.
+    The browser check is skipped, with a log line, where no Chromium is installed
+    (``apt-get install chromium`` on Debian). The pages' code examples are run by
+    tests/test_docs_examples.py in the test sessions.
     """
     session.install("-e", ".[docs]")
+    # From scratch, so that no page of an earlier build is left for the check below to read.
+    shutil.rmtree(ROOT / "docs" / "_build" / "html", ignore_errors=True)
     session.run(
         "sphinx-build", "-W", "--keep-going", "-E", "-b", "html", "docs", "docs/_build/html"
     )
+    check = ["python", "docs/_tools/check_rendered.py", "docs/_build/html"]
+    # Every page with maths is checked anyway; also the serving page and each notebook page.
+    docs_dir = ROOT / "docs"
+    notebooks = [p for p in docs_dir.rglob("*.ipynb") if "_build" not in p.parts]
+    pages = ["--page", "serving.html"]
+    for nb in notebooks:
+        pages += ["--page", nb.relative_to(docs_dir).with_suffix(".html").as_posix()]
+    browser = next((b for b in ("chromium", "chromium-browser") if shutil.which(b)), None)
+    if browser is None:
+        session.log(
+            "docs: no chromium on the PATH, so the rendered-site check is SKIPPED "
+            "(install it with: apt-get install chromium)"
+        )
+        return
+    session.run(*check, *pages, "--browser", browser, *session.posargs)
 
 
 @nox.session

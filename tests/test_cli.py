@@ -151,7 +151,11 @@ def test_each_registered_module_is_one_command() -> None:
     from xpnet.cli.parser import COMMAND_MODULES, commands
 
     found = commands()
-    assert list(found) == ["train", "evaluate", "predict", "info", "check"] == list(COMMAND_MODULES)
+    assert (
+        list(found)
+        == ["train", "evaluate", "predict", "info", "check", "export"]
+        == list(COMMAND_MODULES)
+    )
     for name, command in found.items():
         assert isinstance(command, xpnet.cli.Command)
         assert command.run.__module__ == f"xpnet.cli.{name}"
