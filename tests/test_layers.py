@@ -443,7 +443,7 @@ def test_invalid_constructor_arguments(make):
 
 
 def test_dense_error_messages_say_what_was_given():
-    with pytest.raises(ValueError, match=r"in_features must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match=r"in_features must be an integer >= 1, got 0"):
         Dense(0, 3)
     with pytest.raises(ValueError, match=r"unknown activation 'swish'.*relu"):
         Dense(3, 3, activation="swish")

@@ -203,12 +203,12 @@ def test_optimizers_refuse_bad_hyperparameters(make, message):
 @pytest.mark.parametrize(
     "args, message",
     [
-        ((0, 3), "Dense in_features must be a positive integer, got 0"),
-        ((3, -1), "Dense out_features must be a positive integer, got -1"),
-        ((2.5, 3), "Dense in_features must be a positive integer, got 2.5"),
-        ((True, 3), "Dense in_features must be a positive integer, got True"),
-        (("3", 3), "Dense in_features must be a positive integer, got '3'"),
-        ((None, 3), "Dense in_features must be a positive integer, got None"),
+        ((0, 3), "Dense in_features must be an integer >= 1, got 0"),
+        ((3, -1), "Dense out_features must be an integer >= 1, got -1"),
+        ((2.5, 3), "Dense in_features must be an integer >= 1, got 2.5"),
+        ((True, 3), "Dense in_features must be an integer >= 1, got True"),
+        (("3", 3), "Dense in_features must be an integer >= 1, got '3'"),
+        ((None, 3), "Dense in_features must be an integer >= 1, got None"),
     ],
 )
 def test_dense_refuses_bad_sizes(args, message):

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..kernels import PortableKernels
+from ..validation import check_number
 from .base import Layer
 
 
@@ -68,11 +69,7 @@ class LeakyReLU(_Activation):
         return k.leaky_relu_backward(grad, y, self.alpha)
 
     def __init__(self, alpha: float = 0.01) -> None:
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
-            raise ValueError(f"xpnet: LeakyReLU alpha must be a number, got {alpha!r}")
-        if not 0.0 <= alpha < 1.0:
-            raise ValueError(f"xpnet: LeakyReLU alpha must be in [0, 1), got {alpha}")
-        self.alpha = float(alpha)
+        self.alpha = check_number("LeakyReLU alpha", alpha, low=0.0, high=1.0, high_open=True)
 
     def config(self) -> dict[str, Any]:
         return {"alpha": self.alpha}

@@ -9,14 +9,9 @@ import numpy as np
 from ..backend import Backend
 from ..initializers import default_initializer_for, get_initializer
 from ..parameter import Parameter
+from ..validation import check_positive_int
 from .activations import DEFAULT_LEAKY_ALPHA, normalize_activation
 from .base import Layer
-
-
-def _check_width(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"xpnet: Dense {what} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 class Dense(Layer):
@@ -45,8 +40,8 @@ class Dense(Layer):
         activation: str | None = None,
         init: str = "auto",
     ) -> None:
-        self.in_features = _check_width(in_features, "in_features")
-        self.out_features = _check_width(out_features, "out_features")
+        self.in_features = check_positive_int("Dense in_features", in_features)
+        self.out_features = check_positive_int("Dense out_features", out_features)
         self.activation = normalize_activation(activation)
         if init != "auto":
             get_initializer(init)  # fail at construction, not at build

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..backend import namespace_of
 from ..random import keep_mask, key_words
+from ..validation import check_number
 from .base import Layer
 
 # The counter of forwards outside fit is a 32-bit step; past it a fresh seed is drawn.
@@ -29,9 +30,7 @@ class Dropout(Layer):
     stochastic = True
 
     def __init__(self, p: float = 0.5) -> None:
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
-            raise ValueError(f"xpnet: Dropout p must be a number in [0, 1), got {p!r}")
-        self.p = float(p)
+        self.p = check_number("Dropout p", p, low=0.0, high=1.0, high_open=True)
         self._rng: np.random.Generator | None = None
         self._mask: Any = None
         self._key: tuple[int, int, int] | None = None  # set for the next training forward
