@@ -61,16 +61,11 @@ _inline = njit(inline="always", fastmath=_FASTMATH_ALGEBRAIC, **_OPTS)
 
 @_inline
 def _forward(x, act, alpha, one):  # type: ignore[no-untyped-def]
+    # ReLU (0) and leaky ReLU (1) only: the exp/tanh forwards use NumPy's functions.
     if act == 0:
         # ``x != x`` keeps a NaN, as np.maximum does (a bare ``x > 0`` would drop it).
         return x if (x > 0 or x != x) else one - one
-    if act == 1:
-        return x if x > 0 else alpha * x
-    if act == 2:
-        # exp(-|x|) <= 1, so neither branch can overflow.
-        e = np.exp(-np.abs(x))
-        return one / (one + e) if x >= 0 else e / (one + e)
-    return np.tanh(x)
+    return x if x > 0 else alpha * x
 
 
 @_inline
@@ -85,7 +80,8 @@ def _backward(g, y, act, alpha, one):  # type: ignore[no-untyped-def]
     return g * (one - y * y)
 
 
-# Codes for the element-wise activations (a string argument would cost a compile per value).
+# Codes for the element-wise activations (a string argument would cost a compile per value);
+# forward loops take only the first two.
 _ACT_CODES = {"relu": 0, "leaky_relu": 1, "sigmoid": 2, "tanh": 3}
 
 
@@ -98,6 +94,15 @@ def _forward_flat(x, out, act, alpha, one):  # type: ignore[no-untyped-def]
         out[i] = _forward(x[i], act, alpha, one)
 
 
+# No fastmath at all: with ``arcp`` ``e / (1 + e)`` would become ``e * (1 / (1 + e))``, and
+# this loop must give NumPy's bits (see NumbaKernels.sigmoid).
+@njit(**_OPTS)
+def _sigmoid_from_exp(x, e, one):  # type: ignore[no-untyped-def]
+    for i in range(x.size):
+        ei = e[i]
+        e[i] = one / (one + ei) if x[i] >= 0 else ei / (one + ei)
+
+
 @_jit_algebraic
 def _backward_flat(g, y, out, act, alpha, one):  # type: ignore[no-untyped-def]
     for i in range(g.size):
@@ -106,7 +111,7 @@ def _backward_flat(g, y, out, act, alpha, one):  # type: ignore[no-untyped-def]
 
 @_jit_algebraic
 def _bias_forward(z, b, act, alpha, one):  # type: ignore[no-untyped-def]
-    # act == -1: the bias alone.
+    # act == -1: the bias alone; else ReLU (0) or leaky ReLU (1).
     for r in range(z.shape[0]):
         row = z[r]
         if act < 0:
@@ -115,24 +120,6 @@ def _bias_forward(z, b, act, alpha, one):  # type: ignore[no-untyped-def]
         else:
             for c in range(row.size):
                 row[c] = _forward(row[c] + b[c], act, alpha, one)
-
-
-@_jit
-def _softmax_rows(x, out, zero):  # type: ignore[no-untyped-def]
-    for r in range(x.shape[0]):
-        xr, o = x[r], out[r]
-        mx = xr[0]
-        for c in range(1, xr.size):
-            # ``not (v <= mx)`` also takes a NaN, as np.max does.
-            if not xr[c] <= mx:
-                mx = xr[c]
-        s = zero
-        for c in range(xr.size):
-            e = np.exp(xr[c] - mx)
-            o[c] = e
-            s += e
-        for c in range(xr.size):
-            o[c] = o[c] / s
 
 
 @_jit
@@ -258,6 +245,17 @@ class NumbaKernels(NumpyKernels):
         on a 2-core machine numba's threads compete with OpenBLAS's spinning ones between
         the matrix products (``benchmarks/NOTES.md`` §9). numba's own thread settings
         (``NUMBA_NUM_THREADS``, ``numba.set_num_threads``) are left as the user set them.
+
+
+    Notes
+    -----
+    Forward passes give the reference's bits: ReLU, leaky ReLU and the bias add are exact in
+    any order, and the ``exp``/``tanh`` of sigmoid, tanh and softmax are NumPy's own (numba's
+    come from the C library and differ from NumPy's SIMD versions by an ulp here and there).
+    So a model predicts the same numbers with any kernel set and on array_api_strict
+    (``Sequential.to`` relies on it), and a tanh layer trained with Adam does not amplify
+    ulps into weight differences past the float32 tolerance of the agreement tests. Training
+    kernels (backward, updates, :meth:`log_softmax_with_probs`) agree within a few ulps.
     """
 
     name = "numba"
@@ -298,7 +296,7 @@ class NumbaKernels(NumpyKernels):
 
     # -- element-wise activations
 
-    def _forward(self, act: str, x: Any, alpha: float) -> Any:
+    def _forward(self, act: str, x: Any, alpha: float) -> Any:  # ReLU and leaky ReLU
         if not _same_float(x):
             return self._reference_forward(act, x, alpha)
         out = np.empty(x.shape, x.dtype)
@@ -332,15 +330,25 @@ class NumbaKernels(NumpyKernels):
         return self._backward("leaky_relu", grad, y, alpha)
 
     def sigmoid(self, x: Any) -> Any:
-        """The logistic function, from ``exp(-|x|)`` so it cannot overflow."""
-        return self._forward("sigmoid", x, 0.0)
+        """The logistic function, from ``exp(-|x|)`` so it cannot overflow.
+
+        ``exp`` is NumPy's (one pass), the rest one compiled pass: bit for bit the reference.
+        """
+        if not _same_float(x):
+            return self._reference_forward("sigmoid", x, 0.0)
+        e = np.abs(x, out=np.empty(x.shape, x.dtype))
+        np.negative(e, out=e)
+        np.exp(e, out=e)
+        flat = x.reshape(-1)  # a copy if x is not C-contiguous; e always is
+        _sigmoid_from_exp(flat, e.reshape(-1), x.dtype.type(1))
+        return e
 
     def sigmoid_backward(self, grad: Any, y: Any) -> Any:
         """``grad y (1 - y)``."""
         return self._backward("sigmoid", grad, y, 0.0)
 
     def tanh(self, x: Any) -> Any:
-        """``tanh(x)``: NumPy's own ufunc, not a compiled loop (see :meth:`bias_activation`)."""
+        """``tanh(x)``: NumPy's own ufunc, not a compiled loop (see the class notes)."""
         if not _same_float(x):
             return self._reference_forward("tanh", x, 0.0)
         return np.tanh(x, out=np.empty(x.shape, x.dtype))
@@ -350,12 +358,9 @@ class NumbaKernels(NumpyKernels):
         return self._backward("tanh", grad, y, 0.0)
 
     def softmax(self, x: Any) -> Any:
-        """Row-wise softmax of a 2-D array, shifted by the row max."""
-        if not _rows_ok(x):
-            return self._reference_forward("softmax", x, 0.0)
-        out = np.empty(x.shape, x.dtype)
-        _softmax_rows(np.ascontiguousarray(x), out, x.dtype.type(0))
-        return out
+        """Row-wise softmax: the reference's, for predictions equal on every backend (see the
+        class notes; training's softmax is :meth:`log_softmax_with_probs`)."""
+        return self._reference_forward("softmax", x, 0.0)
 
     def softmax_backward(self, grad: Any, y: Any) -> Any:
         """``y (grad - <grad, y>)`` row by row."""
@@ -380,19 +385,12 @@ class NumbaKernels(NumpyKernels):
         if not ok or act not in (None, *_ACT_CODES, "softmax"):
             return super().bias_activation(z, b, act, alpha)
         one = z.dtype.type(1)
-        code = -1 if act in (None, "softmax", "tanh") else _ACT_CODES[act]
+        code = _ACT_CODES[act] if act in ("relu", "leaky_relu") else -1
         _bias_forward(z, b, code, one * alpha, one)
         if act == "tanh":
-            # NumPy's SIMD tanh and numba's (the C library's) differ by an ulp here and there,
-            # and a tanh layer trained with Adam amplifies that into weight differences above
-            # the float32 tolerance of the numpy vs array_api_strict agreement test (which
-            # runs NumPy's tanh): so tanh stays NumPy's.
-            np.tanh(z, out=z)
-        elif act == "softmax":
-            if z.shape[1] == 0:
-                return self._reference_forward("softmax", z, alpha)
-            # In place: each element is read before it is written.
-            _softmax_rows(z, z, z.dtype.type(0))
+            return np.tanh(z, out=z)
+        if act in ("sigmoid", "softmax"):
+            return getattr(self, act)(z)
         return z
 
     def log_softmax_with_probs(self, logits: Any) -> tuple[Any, Any]:
