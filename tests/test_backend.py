@@ -187,6 +187,59 @@ def test_namespace_of_names_both_backends():
     assert "array_api_strict" in str(info.value)
 
 
+def test_resolve_backend_is_public_and_shares_one_object_per_backend():
+    b = xpnet.backend.resolve_backend("NumPy")
+    assert b is xpnet.backend.resolve_backend("numpy") is xpnet.backend.resolve_backend(b)
+    assert xpnet.backend._resolve is xpnet.backend.resolve_backend  # the old private name
+    with pytest.raises(ValueError, match="unknown backend 'jax'; valid backends are"):
+        xpnet.backend.resolve_backend("jax")
+    with pytest.raises(TypeError, match="backend must be a name"):
+        xpnet.backend.resolve_backend(3)
+
+
+def test_backend_of_is_the_one_lookup_and_is_cached_by_type(backend):
+    a = backend.asarray(np.ones((2, 3)))
+    assert backend_of(a) is backend
+    assert backend_of(a, None, a[0, ...]) is backend  # None entries are skipped
+    assert namespace_of(a) is backend.xp
+    assert xpnet.backend._backend_by_type[type(a)] is backend
+    with pytest.raises(TypeError, match="known backend, got list"):
+        backend_of([1.0, 2.0])
+    with pytest.raises(TypeError, match="at least one array"):
+        backend_of(None)
+
+
+def test_backend_labels_read_as_one_parenthesis(backend):
+    assert backend.label == f"{backend.name} (cpu)"
+    made = xpnet.Backend("cupy", backend.xp, None, "cuda:0 (NVIDIA H200)", "cuda:0, NVIDIA H200")
+    assert made.label == "cupy (cuda:0, NVIDIA H200)"
+    assert xpnet.Backend("numpy", backend.xp, None, "cpu (NumPy)").label == "numpy (cpu (NumPy))"
+
+
+def test_layers_keep_the_backend_they_were_built_on(backend):
+    model = xpnet.Sequential([Dense(3, 4), ReLU(), Dense(4, 2)], seed=0, backend=backend)
+    model.parameters()  # builds
+    assert all(layer.backend is backend for layer in model.layers)
+    other = "numpy" if backend.name != "numpy" else "array_api_strict"
+    model.to(other)
+    assert all(layer.backend.name == other for layer in model.layers)
+    assert model.predict_proba(np.ones((2, 3))).shape == (2, 2)
+
+
+def test_tf32_active_reads_cupy_tf32_as_cupy_does(monkeypatch):
+    # CuPy enables TF32 for int(CUPY_TF32) > 0; comparing with "1" missed "2" or " 1".
+    from xpnet.testing import tf32_active
+
+    cupy_like = xpnet.Backend("cupy", namespace_of(np.ones(1)), None, "cuda:0 (test)")
+    for value, expected in (("1", True), ("2", True), (" 1", True), ("0", False), ("", False)):
+        monkeypatch.setenv("CUPY_TF32", value)
+        assert tf32_active(cupy_like) is expected, value
+    monkeypatch.setenv("CUPY_TF32", "yes")  # CuPy refuses it at import: not on
+    assert tf32_active(cupy_like) is False
+    monkeypatch.setenv("CUPY_TF32", "1")
+    assert tf32_active("numpy") is False
+
+
 def test_a_model_stays_on_the_backend_it_was_built_on():
     with xpnet.use_backend("array_api_strict"):
         model = xpnet.Sequential([Dense(3, 2)], seed=0)

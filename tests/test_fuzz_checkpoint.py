@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 import xpnet
 from xpnet import checkpoint as ckpt
+from xpnet.io import codec
 from xpnet.layers import Dense, Dropout, ReLU
 
 FORMATS = ["safetensors", "npz"]
@@ -35,7 +36,7 @@ def _training_file(directory: Path, fmt: str) -> Path:
     meta, arrays = ckpt.read_checkpoint(directory / "run")
     meta = {k: v for k, v in meta.items() if not k.endswith("sha256")}
     path = directory / f"train.{fmt}"
-    write = ckpt._encode(arrays, meta, fmt)
+    write = codec.encode(arrays, meta, fmt)
     with open(path, "wb") as f:
         write(f)
     return path

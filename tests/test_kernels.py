@@ -90,6 +90,16 @@ def fast_backend(request):
         pytest.skip(f"backend {request.param!r} unavailable: {exc}")
 
 
+def _forward(k, act, x):
+    """The activation by its own kernel method (``k.relu(x)``, ``k.leaky_relu(x, alpha)``)."""
+    return getattr(k, act)(x, ALPHA) if act == "leaky_relu" else getattr(k, act)(x)
+
+
+def _backward(k, act, grad, y):
+    fn = getattr(k, f"{act}_backward")
+    return fn(grad, y, ALPHA) if act == "leaky_relu" else fn(grad, y)
+
+
 def _fast(backend):
     k = get_kernels(backend.xp)
     assert type(k) is not PortableKernels, f"{backend.name} has no fast kernels registered"
@@ -148,7 +158,60 @@ def test_cupy_namespace_falls_back_to_portable_when_cupy_cannot_be_imported(monk
     # without CuPy; the registry must then hand out the portable kernels, not fail.
     monkeypatch.setitem(sys.modules, "cupy", None)
     monkeypatch.delitem(sys.modules, "xpnet.kernels.cupy_fused", raising=False)
-    assert kernels._make("array_api_compat.cupy") is kernels._portable
+    monkeypatch.setattr(kernels, "_fused_failure_reported", False)
+    with pytest.warns(RuntimeWarning):
+        k = kernels._make("array_api_compat.cupy", None)
+    assert type(k) is PortableKernels
+
+
+def test_a_failed_fused_import_warns_once_naming_the_error(monkeypatch):
+    # The fused module itself failing (a broken CUDA install, say) used to fall back silently
+    # to the portable kernels, about four times the kernel launches per step.
+    import types
+    import warnings
+
+    monkeypatch.setitem(sys.modules, "xpnet.kernels.cupy_fused", None)
+    monkeypatch.setattr(kernels, "_fused_failure_reported", False)
+    fake_cupy_namespace = types.ModuleType("array_api_compat.cupy")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = get_kernels(fake_cupy_namespace)
+        kernels.reset_kernels()
+        second = get_kernels(fake_cupy_namespace)
+    assert type(first) is PortableKernels and type(second) is PortableKernels
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(messages) == 1, messages
+    # The error itself is named: its type and Python's own message.
+    assert "ModuleNotFoundError" in messages[0] and "None in sys.modules" in messages[0]
+    assert "portable" in messages[0]
+
+
+def test_every_activation_layer_has_its_kernel_pair_on_every_kernel_set():
+    from xpnet.layers.activations import ACTIVATIONS as LAYERS
+
+    assert set(LAYERS) == set(kernels.ACTIVATION_KERNELS)
+    for cls in (PortableKernels, NumpyKernels):
+        for act in kernels.ACTIVATION_KERNELS:
+            assert callable(getattr(cls, act)) and callable(getattr(cls, f"{act}_backward"))
+
+
+def test_unknown_activation_names_the_known_ones():
+    k = PortableKernels()
+    with pytest.raises(ValueError, match=r"unknown activation 'gelu'.*relu, leaky_relu"):
+        k.activation(np.zeros((2, 2)), "gelu")
+    with pytest.raises(ValueError, match="unknown activation 'matmul'"):
+        k.activation_backward(np.zeros((2, 2)), np.zeros((2, 2)), "matmul")
+
+
+def test_backend_hands_out_the_kernels_of_its_namespace(monkeypatch):
+    numpy_backend = xpnet.backend.resolve_backend("numpy")
+    assert numpy_backend.kernels is get_kernels(numpy_backend.xp)
+    assert isinstance(numpy_backend.kernels, NumpyKernels)
+    assert numpy_backend.kernels.xp is numpy_backend.xp
+    monkeypatch.setenv("XPNET_KERNELS", "portable")
+    kernels.reset_kernels()
+    assert type(numpy_backend.kernels) is PortableKernels
+    assert numpy_backend.kernels.xp is numpy_backend.xp
 
 
 # ----------------------------------------------------------------------------- activations
@@ -161,9 +224,11 @@ def test_activation_matches_portable(fast_backend, rng, dtype, act, shape):
     host = _normal(rng, shape, 3.0, edges=True)
     x = _dev(fast_backend, host, dtype)
     before = to_numpy(x).copy()
-    got = _fast(fast_backend).activation(x, act, ALPHA)
-    want = PortableKernels().activation(x, act, ALPHA)
+    got = _forward(_fast(fast_backend), act, x)
+    want = _forward(PortableKernels(), act, x)
     np.testing.assert_array_equal(to_numpy(x), before, err_msg="activation modified its input")
+    # The dispatch by name (Dense's fused path uses it) is the same method.
+    _ulp_close(_fast(fast_backend).activation(x, act, ALPHA), got, dtype, 0, what=f"{act} by name")
     ulps = ALGEBRAIC_ULPS if act in ("relu", "leaky_relu") else TRANSCENDENTAL_ULPS
     if act == "softmax":
         ulps = SOFTMAX_ULPS
@@ -177,15 +242,17 @@ def test_activation_backward_matches_portable(fast_backend, rng, dtype, act, sha
     x = _dev(fast_backend, _normal(rng, shape, 3.0, edges=True), dtype)
     y = PortableKernels().activation(x, act, ALPHA)
     grad = _dev(fast_backend, _normal(rng, shape), dtype)
-    got = _fast(fast_backend).activation_backward(grad, y, act, ALPHA)
-    want = PortableKernels().activation_backward(grad, y, act, ALPHA)
+    got = _backward(_fast(fast_backend), act, grad, y)
+    want = _backward(PortableKernels(), act, grad, y)
     _ulp_close(got, want, dtype, ALGEBRAIC_ULPS, what=f"{act} backward")
+    by_name = _fast(fast_backend).activation_backward(grad, y, act, ALPHA)
+    _ulp_close(by_name, got, dtype, 0, what=f"{act} backward by name")
 
 
 def test_relu_backward_is_zero_where_the_output_is_zero(fast_backend):
     y = _dev(fast_backend, np.array([[0.0, 0.0, 2.0], [0.0, 1.0, 0.0]]), "float32")
     grad = _dev(fast_backend, np.array([[5.0, -3.0, 7.0], [1.0, 2.0, -4.0]]), "float32")
-    got = to_numpy(_fast(fast_backend).activation_backward(grad, y, "relu"))
+    got = to_numpy(_fast(fast_backend).relu_backward(grad, y))
     np.testing.assert_array_equal(got, [[0.0, 0.0, 7.0], [0.0, 2.0, 0.0]])
 
 
@@ -221,6 +288,30 @@ def test_log_softmax_matches_portable(fast_backend, rng, dtype, shape):
     _ulp_close(p, want_p, dtype, SOFTMAX_ULPS, what="softmax")
     assert np.all(np.isfinite(to_numpy(log_p)))
     assert_allclose(np.sum(to_numpy(p).astype(np.float64), axis=1), np.ones(rows), rtol=1e-5)
+
+
+def test_the_row_kernel_is_fetched_once_per_dtype(fast_backend, rng, monkeypatch):
+    # RawModule.get_function builds a new function object per call; once per batch that is
+    # host time in series with the GPU, so CupyKernels keeps the function per dtype.
+    k = _fast(fast_backend)
+    if k.name != "cupy":
+        pytest.skip("the row kernel belongs to the CuPy kernels")
+    from xpnet.kernels import cupy_fused as cf
+
+    real, fetched = cf._LOG_SOFTMAX_MODULE, []
+
+    class CountingModule:
+        def get_function(self, name):
+            fetched.append(name)
+            return real.get_function(name)
+
+    monkeypatch.setattr(cf, "_LOG_SOFTMAX_MODULE", CountingModule())
+    k._row_functions.clear()
+    for dtype in ("float32", "float32", "float64", "float32", "float64"):
+        logits = _dev(fast_backend, _normal(rng, (4, 10)), dtype)
+        k.softmax(logits)
+        k.log_softmax_with_probs(logits)
+    assert sorted(fetched) == ["xpnet_log_softmax_float32", "xpnet_log_softmax_float64"]
 
 
 # ----------------------------------------------------------------------------- optimizers
@@ -594,4 +685,7 @@ def _cupy_kernels_on_host(monkeypatch, build_dir):
         ndarray=np.ndarray, ascontiguousarray=np.ascontiguousarray, empty_like=np.empty_like
     )
     monkeypatch.setattr(cf, "cupy", host)
-    return cf.CupyKernels()
+    import array_api_compat.numpy as np_xp
+
+    # The portable fallbacks (softmax's backward) then run on the NumPy arrays it is given.
+    return cf.CupyKernels(np_xp)

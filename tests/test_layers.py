@@ -23,6 +23,7 @@ from xpnet.layers import (
 from xpnet.testing import (
     assert_allclose,
     check_gradient,
+    check_layer,
     numerical_gradient,
     tf32_active,
     tolerance,
@@ -63,92 +64,119 @@ def weighted_sum(xp, y, g):
 
 
 # --------------------------------------------------------------------------- gradients
-@pytest.mark.parametrize("name", sorted(ACTIVATION_LAYERS))
-def test_activation_input_gradient(backend, xp, rng, name):
-    layer = ACTIVATION_LAYERS[name]()
-    x = backend.asarray(away_from_zero(rng, (5, 7)))
-    g = backend.asarray(rng.standard_normal((5, 7)))
-    layer.forward(x, training=True)
-    dx = layer.backward(g)
-    assert tuple(dx.shape) == (5, 7)
-
-    def f(x_):
-        return weighted_sum(xp, layer.forward(x_, training=True), g)
-
-    check_gradient(f, [x], [dx], eps=EPS, rtol=GRAD_RTOL, atol=GRAD_ATOL, directions=DIRECTIONS)
+def _check(layer, x, backend, **kwargs):
+    kwargs.setdefault("directions", DIRECTIONS)
+    return check_layer(layer, x, backend=backend, eps=EPS, rtol=GRAD_RTOL, atol=GRAD_ATOL, **kwargs)
 
 
 @pytest.mark.parametrize("name", sorted(ACTIVATION_LAYERS))
-def test_activation_full_numerical_gradient(backend, xp, rng, name):
+def test_activation_input_gradient(backend, rng, name):
+    errors = _check(
+        ACTIVATION_LAYERS[name](), backend.asarray(away_from_zero(rng, (5, 7))), backend
+    )
+    assert set(errors) == {"input"}
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATION_LAYERS))
+def test_activation_full_numerical_gradient(backend, rng, name):
     # Every element, not only random directions: catches an error confined to one entry.
-    layer = ACTIVATION_LAYERS[name]()
-    x = backend.asarray(away_from_zero(rng, (3, 4)))
-    g = backend.asarray(rng.standard_normal((3, 4)))
-    layer.forward(x)
-    dx = layer.backward(g)
-    num = numerical_gradient(lambda x_: weighted_sum(xp, layer.forward(x_), g), x, eps=EPS)
-    assert_allclose(dx, num, rtol=GRAD_RTOL, atol=GRAD_ATOL)
+    _check(ACTIVATION_LAYERS[name](), away_from_zero(rng, (3, 4)), backend, elementwise=True)
 
 
-@pytest.mark.parametrize("activation", [None, "relu", "leaky_relu", "sigmoid", "tanh", "softmax"])
-def test_dense_gradients(backend, xp, rng, activation):
-    layer = built_dense(backend, 6, 4, activation=activation)
-    W, b = layer.W, layer.b
-    # Random (not zero) biases so the fused activation sees a generic point.
-    b.data = backend.asarray(rng.standard_normal(4))
-    x = backend.asarray(rng.standard_normal((5, 6)))
-    g = backend.asarray(rng.standard_normal((5, 4)))
+def _generic_dense(backend, rng, n_in, n_out, activation):
+    """A built Dense layer at a generic point: random biases, pre-activations clear of 0."""
+    layer = built_dense(backend, n_in, n_out, activation=activation)
+    x = rng.standard_normal((5, n_in))
+    bias = rng.standard_normal(n_out)
     if activation in ("relu", "leaky_relu"):
         # Keep pre-activations clear of the kink at 0.
-        z = xpnet.to_numpy(x @ W.data + b.data)
-        b.data = b.data + backend.asarray(np.where(np.abs(z).min(axis=0) < 0.05, 0.3, 0.0))
-    W0, b0 = W.data, b.data
-    layer.forward(x, training=True)
-    dx = layer.backward(g)
-    dW, db = W.grad, b.grad
-    assert tuple(dW.shape) == (6, 4)
-    assert tuple(db.shape) == (4,)
-
-    def f(x_, W_, b_):
-        W.data, b.data = W_, b_
-        try:
-            return weighted_sum(xp, layer.forward(x_, training=True), g)
-        finally:
-            W.data, b.data = W0, b0
-
-    check_gradient(
-        f, [x, W0, b0], [dx, dW, db], eps=EPS, rtol=GRAD_RTOL, atol=GRAD_ATOL, directions=6
-    )
-    # Each argument separately, so a wrong gradient cannot hide behind a right one.
-    check_gradient(lambda W_: f(x, W_, b0), [W0], [dW], eps=EPS, rtol=GRAD_RTOL, atol=GRAD_ATOL)
-    check_gradient(lambda b_: f(x, W0, b_), [b0], [db], eps=EPS, rtol=GRAD_RTOL, atol=GRAD_ATOL)
-    check_gradient(lambda x_: f(x_, W0, b0), [x], [dx], eps=EPS, rtol=GRAD_RTOL, atol=GRAD_ATOL)
+        z = x @ xpnet.to_numpy(layer.W.data) + bias
+        bias = bias + np.where(np.abs(z).min(axis=0) < 0.05, 0.3, 0.0)
+    layer.b.data[...] = backend.asarray(bias)
+    return layer, backend.asarray(x)
 
 
-def test_dense_full_numerical_weight_gradient(backend, xp, rng):
-    layer = built_dense(backend, 3, 2, activation="tanh")
-    W = layer.W
-    x = backend.asarray(rng.standard_normal((4, 3)))
-    g = backend.asarray(rng.standard_normal((4, 2)))
-    layer.forward(x)
-    layer.backward(g)
-    W0 = W.data
+@pytest.mark.parametrize("shape", [(6, 4), (5, 5)], ids=["6x4", "square"])
+@pytest.mark.parametrize("activation", [None, "relu", "leaky_relu", "sigmoid", "tanh", "softmax"])
+def test_dense_gradients(backend, rng, activation, shape):
+    # The square case matters: a transposed weight gradient has the right shape there, so
+    # only its values can give it away.
+    layer, x = _generic_dense(backend, rng, *shape, activation)
+    errors = _check(layer, x, backend, directions=6)
+    assert set(errors) == {"input", "W", "b"}
+    assert tuple(layer.W.grad.shape) == shape and tuple(layer.b.grad.shape) == shape[1:]
 
-    def f(W_):
-        W.data = W_
-        try:
-            return weighted_sum(xp, layer.forward(x), g)
-        finally:
-            W.data = W0
 
-    assert_allclose(W.grad, numerical_gradient(f, W0, eps=EPS), rtol=GRAD_RTOL, atol=GRAD_ATOL)
+@pytest.mark.parametrize("activation", [None, "tanh"])
+def test_dense_full_numerical_gradients_of_a_square_layer(backend, rng, activation):
+    layer, x = _generic_dense(backend, rng, 3, 3, activation)
+    _check(layer, x, backend, elementwise=True)
+
+
+class _TransposedWeightGradient(Dense):
+    """Dense with a classic bug: the weight gradient transposed."""
+
+    def backward(self, grad, need_input_grad=True):
+        dx = super().backward(grad, need_input_grad)
+        self.W.grad = xpnet.backend.namespace_of(grad).asarray(self.W.grad.T, copy=True)
+        return dx
+
+
+def test_check_layer_catches_a_transposed_weight_gradient_by_value(backend, rng):
+    layer = _TransposedWeightGradient(4, 4)
+    with pytest.raises(AssertionError) as info:
+        check_layer(layer, rng.standard_normal((6, 4)), backend=backend)
+    report = str(info.value)
+    assert "W (4, 4): FAIL" in report
+    assert "input (6, 4): ok" in report and "b (4,): ok" in report
+    with pytest.raises(AssertionError, match=r"W \(4, 4\): FAIL"):
+        check_layer(layer, rng.standard_normal((6, 4)), elementwise=True)
+
+
+class _ForgetfulBias(Dense):
+    def backward(self, grad, need_input_grad=True):
+        dx = super().backward(grad, need_input_grad)
+        self.b.grad = None
+        return dx
+
+
+def test_check_layer_reports_a_missing_parameter_gradient(backend, rng):
+    with pytest.raises(AssertionError, match="b: FAIL, backward gave nothing"):
+        check_layer(_ForgetfulBias(3, 2), rng.standard_normal((4, 3)), backend=backend)
+
+
+def test_check_layer_builds_in_float64_and_restores_the_parameters(backend, rng):
+    layer = Dense(3, 3, activation="sigmoid")
+    check_layer(layer, rng.standard_normal((4, 3)), backend=backend)
+    assert layer.backend is backend
+    assert layer.W.data.dtype == backend.xp.float64
+    fresh = built_dense(backend, 3, 3, activation="sigmoid")
+    np.testing.assert_array_equal(xpnet.to_numpy(layer.W.data), xpnet.to_numpy(fresh.W.data))
+    np.testing.assert_array_equal(xpnet.to_numpy(layer.b.data), 0.0)
+
+
+def test_check_layer_refuses_float32_parameters(backend, rng):
+    layer = built_dense(backend, 3, 2, "float32")
+    with pytest.raises(ValueError, match=r"float64 parameters.*Dense.W is float32"):
+        check_layer(layer, rng.standard_normal((4, 3)))
+    with pytest.raises(ValueError, match="directions must be a positive int"):
+        check_layer(Tanh(), rng.standard_normal((4, 3)), directions=0)
+
+
+def test_check_layer_works_on_a_layer_inside_a_model(rng):
+    model = xpnet.Sequential([Dense(4, 4, activation="tanh"), Dense(4, 2)], dtype="float64")
+    first = model.layers[0]
+    model.parameters()  # builds and flattens: W and b are views into one buffer
+    buffer_view = first.W.data
+    check_layer(first, rng.standard_normal((3, 4)))
+    assert first.W.data is buffer_view  # perturbed in place and restored, never replaced
 
 
 def test_dense_without_input_gradient_still_fills_parameter_gradients(backend, rng):
     layer = built_dense(backend, 3, 2)
     x = backend.asarray(rng.standard_normal((4, 3)))
     g = backend.asarray(rng.standard_normal((4, 2)))
-    layer.forward(x)
+    layer.forward(x, training=True)
     assert layer.backward(g, need_input_grad=False) is None
     assert_allclose(layer.W.grad, xpnet.to_numpy(x).T @ xpnet.to_numpy(g))
     assert_allclose(layer.b.grad, xpnet.to_numpy(g).sum(axis=0))
@@ -163,9 +191,55 @@ def test_fused_activation_equals_a_separate_layer(backend, rng, activation):
     act = LeakyReLU() if activation == "leaky_relu" else ACTIVATION_LAYERS[activation]()
     x = backend.asarray(rng.standard_normal((4, 5)))
     g = backend.asarray(rng.standard_normal((4, 3)))
-    assert_allclose(fused.forward(x), act.forward(plain.forward(x)), rtol=0, atol=0)
+    fused_y = fused.forward(x, training=True)
+    plain_y = act.forward(plain.forward(x, training=True), training=True)
+    assert_allclose(fused_y, plain_y, rtol=0, atol=0)
     assert_allclose(fused.backward(g), plain.backward(act.backward(g)), rtol=0, atol=0)
     assert_allclose(fused.W.grad, plain.W.grad, rtol=0, atol=0)
+
+
+# --------------------------------------------------------------------------- inference
+@pytest.mark.parametrize("name", ["dense", *sorted(ACTIVATION_LAYERS)])
+def test_inference_keeps_nothing_and_backward_then_says_why(backend, rng, name):
+    layer = built_dense(backend, 4, 4, activation="tanh") if name == "dense" else None
+    layer = layer or ACTIVATION_LAYERS[name]()
+    x = backend.asarray(rng.standard_normal((3, 4)))
+    g = backend.asarray(rng.standard_normal((3, 4)))
+    layer.forward(x, training=True)
+    layer.backward(g)  # a training forward is followed by backward
+    y = layer.forward(x)  # inference: nothing of x or y stays on the layer
+    kept = [v for v in vars(layer).values() if v is x or v is y]
+    assert kept == []
+    with pytest.raises(RuntimeError, match=r"backward needs .*training=True.*keeps nothing"):
+        layer.backward(g)
+
+
+def test_a_fresh_layer_backward_says_it_needs_a_training_forward(backend):
+    with pytest.raises(RuntimeError, match=r"ReLU.backward needs the output"):
+        ReLU().backward(backend.asarray(np.ones((2, 2))))
+    with pytest.raises(RuntimeError, match=r"Dense.backward needs the input"):
+        built_dense(backend, 2, 2).backward(backend.asarray(np.ones((2, 2))))
+
+
+def test_inference_between_forward_and_backward_is_refused_not_silently_wrong(backend, rng):
+    # predict used to leave its own batch on the layers, so a backward after it computed
+    # gradients of the wrong input without a word.
+    model = xpnet.Sequential(
+        [Dense(4, 5, activation="relu"), Dense(5, 3)], dtype="float64", backend=backend
+    )
+    x = backend.asarray(rng.standard_normal((6, 4)))
+    g = backend.asarray(rng.standard_normal((6, 3)))
+    model.forward(x, training=True)
+    model.backward(g)
+    want = [xpnet.to_numpy(p.grad).copy() for p in model.parameters()]
+    model.forward(x, training=True)
+    model.predict(rng.standard_normal((2, 4)))
+    with pytest.raises(RuntimeError, match="training=True"):
+        model.backward(g)
+    model.forward(x, training=True)
+    model.backward(g)
+    for p, w in zip(model.parameters(), want, strict=True):
+        np.testing.assert_array_equal(xpnet.to_numpy(p.grad), w)
 
 
 def _fixed_mask_dropout(p: float, seed: int) -> Dropout:
@@ -234,7 +308,7 @@ def test_sigmoid_is_stable_at_large_inputs(backend, dtype):
     # exp(-1000) underflowing to 0 is the intended result; overflow or NaN would be a bug.
     with warnings.catch_warnings(), np.errstate(over="raise", invalid="raise", divide="raise"):
         warnings.simplefilter("error")
-        y = xpnet.to_numpy(layer.forward(x))
+        y = xpnet.to_numpy(layer.forward(x, training=True))
         dx = xpnet.to_numpy(layer.backward(backend.asarray(np.ones((1, 5)), dtype=dtype)))
     assert np.all(np.isfinite(y))
     assert np.all(np.isfinite(dx))
@@ -252,7 +326,7 @@ def test_softmax_of_huge_logits(backend, dtype):
     layer = Softmax()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        y = xpnet.to_numpy(layer.forward(backend.asarray(logits, dtype=dtype)))
+        y = xpnet.to_numpy(layer.forward(backend.asarray(logits, dtype=dtype), training=True))
         dx = xpnet.to_numpy(layer.backward(backend.asarray(np.ones((3, 3)), dtype=dtype)))
     assert np.all(np.isfinite(y))
     np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=1e-6)

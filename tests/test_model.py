@@ -84,6 +84,8 @@ def test_summary(capsys):
     assert "(n, 3)" in text
     assert lines[-1].startswith("Total parameters: 67 ")  # 4*8 + 8 + 8*3 + 3
     assert "float32" in lines[-1]
+    # One level of parentheses: "numpy (cpu)", not "numpy (cpu (NumPy))".
+    assert lines[-1].endswith("backend: numpy (cpu)")
     assert model.summary(print_fn=None) == text
     assert capsys.readouterr().out == ""
 

@@ -16,6 +16,7 @@ import pytest
 
 import xpnet
 from xpnet import checkpoint as ckpt
+from xpnet.io import codec, reader
 from xpnet.layers import Dense, Dropout, ReLU
 from xpnet.losses import SoftmaxCrossEntropy
 from xpnet.optimizers import SGD, Adam, AdamW, RMSProp
@@ -57,7 +58,7 @@ class InterruptAt(SoftmaxCrossEntropy):
 
     def forward(self, output, target):
         if self.peek is not None and self.calls % self.n_batches == 0:
-            found = ckpt._find_state(self.peek)
+            found = reader.find_state(self.peek)
             self.seen.append(
                 None if found is None else ckpt.read_checkpoint(found)[0]["training"]["epoch"]
             )
@@ -175,7 +176,7 @@ def test_npz_training_state_resumes_and_is_replaced(tmp_path, data):
     make_model().fit(X, y, epochs=2, checkpoint=tmp_path, **FIT)
     meta, arrays = ckpt.read_checkpoint(tmp_path / "state.safetensors")
     meta = {k: v for k, v in meta.items() if not k.endswith("sha256")}
-    write = ckpt._encode(arrays, meta, "npz")
+    write = codec.encode(arrays, meta, "npz")
     with open(tmp_path / "state.npz", "wb") as f:
         write(f)
     (tmp_path / "state.safetensors").unlink()
@@ -317,7 +318,7 @@ def _start(script: Path, *args: str) -> subprocess.Popen:
 def _wait_for_epoch(directory: Path, epoch: int, proc: subprocess.Popen) -> int:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        found = ckpt._find_state(directory)
+        found = reader.find_state(directory)
         if found is not None:
             done = ckpt.read_checkpoint(found)[0]["training"]["epoch"]
             if done >= epoch:

@@ -13,7 +13,6 @@ from __future__ import annotations
 from . import initializers, layers, losses, metrics, optimizers
 from ._version import __version__
 from .backend import Backend, get_backend, set_backend, to_numpy, use_backend
-from .checkpoint import load_model
 from .errors import (
     BackendUnavailableError,
     CheckpointError,
@@ -22,6 +21,7 @@ from .errors import (
     XpnetError,
 )
 from .history import History
+from .io.loader import load_model
 from .model import Sequential
 from .threads import set_blas_threads
 

@@ -1,10 +1,14 @@
 """Array backends: where arrays are created, and the namespace the maths runs on.
 
 One global switch (``set_backend``) decides where *new* arrays live: model parameters, data
-moved to the device by ``fit``. The maths itself never consults the switch: every layer, loss
-and optimizer asks :func:`namespace_of` for the namespace of the arrays it was given, so a
+moved to the device by ``fit``. The maths itself never consults the switch: a layer keeps the
+:class:`Backend` it was built on (``layer.backend``), and code handed bare arrays asks
+:func:`backend_of` (or its shorthand :func:`namespace_of`) which backend they belong to, so a
 model built on one backend keeps working on it whatever the switch says later, and arrays of
 two backends in one call are an error rather than a silent copy.
+
+A :class:`Backend` is the one object the maths needs: its namespace (``backend.xp``), where
+new arrays go (``backend.device``) and its fast paths (``backend.kernels``).
 """
 
 from __future__ import annotations
@@ -21,12 +25,15 @@ import array_api_compat
 import numpy as np
 
 from .errors import BackendUnavailableError
+from .kernels import PortableKernels, get_kernels
 
 __all__ = [
     "BACKEND_NAMES",
     "Backend",
+    "backend_of",
     "get_backend",
     "namespace_of",
+    "resolve_backend",
     "set_backend",
     "to_numpy",
     "unavailable_reason",
@@ -56,12 +63,31 @@ class Backend:
         The device new arrays are created on.
     device_name : str
         A human-readable description of that device.
+    device_label : str
+        The device in a few words for one-line reports (``"cpu"``, ``"cuda:0, NVIDIA H200"``);
+        see :attr:`label`.
     """
 
     name: str
     xp: ModuleType
     device: Any = field(compare=False)
     device_name: str = field(compare=False, default="cpu")
+    device_label: str = field(compare=False, default="")
+
+    @property
+    def kernels(self) -> PortableKernels:
+        """The kernels of this backend (:func:`xpnet.kernels.get_kernels` of its namespace).
+
+        Chosen once per namespace, honouring ``XPNET_KERNELS=portable``; after changing that
+        variable call :func:`xpnet.kernels.reset_kernels`.
+        """
+        return get_kernels(self.xp)
+
+    @property
+    def label(self) -> str:
+        """``name (device)`` for one-line reports: ``"numpy (cpu)"``,
+        ``"cupy (cuda:0, NVIDIA H200)"``."""
+        return f"{self.name} ({self.device_label or self.device_name})"
 
     def asarray(self, a: Any, dtype: Any = None) -> Any:
         """Return ``a`` as an array of this backend, copying only when needed.
@@ -72,7 +98,7 @@ class Backend:
         if dtype is not None and isinstance(dtype, str):
             dtype = getattr(self.xp, dtype)
         if not isinstance(a, (np.ndarray, np.generic, list, tuple, int, float)):
-            other = _backend_name_of(a)
+            other = _backend_name_of(type(a))
             if other is not None and other != self.name and other != "numpy":
                 raise TypeError(
                     f"xpnet: expected a NumPy array or a {self.name} array, got a {other} array; "
@@ -86,7 +112,7 @@ class Backend:
 
 def _make_numpy() -> Backend:
     xp = array_api_compat.array_namespace(np.empty(0))
-    return Backend("numpy", xp, "cpu", "cpu (NumPy)")
+    return Backend("numpy", xp, "cpu", "cpu (NumPy)", "cpu")
 
 
 def _make_cupy() -> Backend:
@@ -114,7 +140,7 @@ def _make_cupy() -> Backend:
     props = cupy.cuda.runtime.getDeviceProperties(dev.id)
     name = props["name"]
     name = name.decode() if isinstance(name, bytes) else str(name)
-    return Backend("cupy", xp, dev, f"cuda:{dev.id} ({name})")
+    return Backend("cupy", xp, dev, f"cuda:{dev.id} ({name})", f"cuda:{dev.id}, {name}")
 
 
 def _make_array_api_strict() -> Backend:
@@ -125,7 +151,7 @@ def _make_array_api_strict() -> Backend:
             "the 'array_api_strict' backend needs the array-api-strict package: "
             'pip install "xpnet[strict]"'
         ) from exc
-    return Backend("array_api_strict", xp, xp.Device("CPU_DEVICE"), "cpu (array-api-strict)")
+    return Backend("array_api_strict", xp, xp.Device("CPU_DEVICE"), "cpu (array-api-strict)", "cpu")
 
 
 _FACTORIES = {
@@ -138,7 +164,21 @@ _state = threading.local()
 _lock = threading.Lock()
 
 
-def _resolve(name: str | Backend) -> Backend:
+def resolve_backend(name: str | Backend) -> Backend:
+    """Return the :class:`Backend` called ``name`` (a Backend is returned as it is).
+
+    Each backend is created once and then shared, so its namespace and kernels are chosen once.
+    Unlike :func:`set_backend` this changes no state.
+
+    Raises
+    ------
+    TypeError
+        If ``name`` is neither a string nor a Backend.
+    ValueError
+        If the name is not a known backend.
+    BackendUnavailableError
+        If the backend's package or device is missing (the message says how to install it).
+    """
     if isinstance(name, Backend):
         return name
     if not isinstance(name, str):
@@ -154,13 +194,16 @@ def _resolve(name: str | Backend) -> Backend:
         return _cache[key]
 
 
+#: Deprecated private name of :func:`resolve_backend`, kept for code that still imports it.
+_resolve = resolve_backend
+
 _default: Backend | None = None
 
 
 def _default_backend() -> Backend:
     global _default
     if _default is None:
-        _default = _resolve(os.environ.get("XPNET_BACKEND", "numpy") or "numpy")
+        _default = resolve_backend(os.environ.get("XPNET_BACKEND", "numpy") or "numpy")
     return _default
 
 
@@ -168,7 +211,7 @@ def unavailable_reason(name: str) -> str | None:
     """Why backend ``name`` cannot run here (the message :func:`set_backend` would raise),
     or None when it can. Changes no state."""
     try:
-        _resolve(name)
+        resolve_backend(name)
     except BackendUnavailableError as exc:
         return str(exc)
     return None
@@ -198,7 +241,7 @@ def set_backend(name: str | Backend) -> Backend:
         If the backend's package or device is missing (the message says how to install it).
     """
     global _default
-    backend = _resolve(name)
+    backend = resolve_backend(name)
     stack = getattr(_state, "stack", None)
     if stack:
         stack[-1] = backend
@@ -210,7 +253,7 @@ def set_backend(name: str | Backend) -> Backend:
 @contextlib.contextmanager
 def use_backend(name: str | Backend) -> Iterator[Backend]:
     """Switch the active backend inside a ``with`` block, restoring the previous one after."""
-    backend = _resolve(name)
+    backend = resolve_backend(name)
     stack = getattr(_state, "stack", None)
     if stack is None:
         stack = _state.stack = []
@@ -221,55 +264,66 @@ def use_backend(name: str | Backend) -> Iterator[Backend]:
         stack.pop()
 
 
-def _backend_name_of(a: Any) -> str | None:
-    module = type(a).__module__.split(".")[0]
-    if module == "numpy":
-        return "numpy"
-    if module == "cupy":
-        return "cupy"
-    if module == "array_api_strict":
-        return "array_api_strict"
+def _backend_name_of(kind: type) -> str | None:
+    module = kind.__module__.split(".")[0]
+    if module in ("numpy", "cupy", "array_api_strict"):
+        return module
     return None
 
 
-_namespace_by_type: dict[type, ModuleType] = {}
+# The answer for one concrete array type never changes, and this lookup runs several times
+# per layer per batch, so it is cached per type (a dict lookup instead of a module walk).
+_backend_by_type: dict[type, Backend] = {}
 
 
-def namespace_of(*arrays: Any) -> ModuleType:
-    """Return the array namespace shared by ``arrays``.
+def _backend_of_type(kind: type) -> Backend:
+    backend = _backend_by_type.get(kind)
+    if backend is None:
+        name = _backend_name_of(kind)
+        if name is None:
+            raise TypeError(f"xpnet: expected an array of a known backend, got {kind.__name__}")
+        backend = _backend_by_type[kind] = resolve_backend(name)
+    return backend
+
+
+def backend_of(*arrays: Any) -> Backend:
+    """Return the :class:`Backend` that ``arrays`` (``None`` entries skipped) belong to.
+
+    This is the one lookup from arrays to their backend; :func:`namespace_of` is its namespace.
 
     Raises
     ------
     TypeError
-        If the arrays come from more than one backend; xpnet never moves data implicitly.
+        If there is no array, an argument is not an array of a known backend, or the arrays
+        come from more than one backend (xpnet never moves data implicitly).
     """
-    arrays = tuple(a for a in arrays if a is not None)
-    # array_namespace costs ~15 us, a large share of a small layer's step; arrays of one
-    # concrete type always share a namespace, so that answer is cached per type.
-    if arrays:
-        kind = type(arrays[0])
-        cached = _namespace_by_type.get(kind)
-        if cached is not None and all(type(a) is kind for a in arrays):
-            return cached
-    try:
-        xp = array_api_compat.array_namespace(*arrays)
-    except TypeError as exc:
-        names = sorted({_backend_name_of(a) or type(a).__name__ for a in arrays})
-        raise TypeError(
-            f"xpnet: arrays from different backends in one call ({', '.join(names)}); "
-            "move them to one backend first (xpnet.to_numpy() or Backend.asarray())"
-        ) from exc
-    if arrays and all(type(a) is type(arrays[0]) for a in arrays):
-        _namespace_by_type[type(arrays[0])] = xp
-    return xp
+    backend: Backend | None = None
+    for a in arrays:
+        if a is None:
+            continue
+        b = _backend_of_type(type(a))
+        if backend is None:
+            backend = b
+        elif b is not backend:
+            names = sorted({x.name for x in (backend, b)})
+            raise TypeError(
+                f"xpnet: arrays from different backends in one call ({', '.join(names)}); "
+                "move them to one backend first (xpnet.to_numpy() or Backend.asarray())"
+            )
+    if backend is None:
+        raise TypeError("xpnet: expected at least one array, got none")
+    return backend
 
 
-def backend_of(a: Any) -> Backend:
-    """Return the :class:`Backend` an array belongs to."""
-    name = _backend_name_of(a)
-    if name is None:
-        raise TypeError(f"xpnet: {type(a).__name__} is not an array of a known backend")
-    return _resolve(name)
+def namespace_of(*arrays: Any) -> ModuleType:
+    """Return the array namespace shared by ``arrays``: ``backend_of(*arrays).xp``.
+
+    Raises
+    ------
+    TypeError
+        As :func:`backend_of`: no array, an unknown type, or arrays of two backends.
+    """
+    return backend_of(*arrays).xp
 
 
 def to_numpy(a: Any) -> np.ndarray:
@@ -278,7 +332,7 @@ def to_numpy(a: Any) -> np.ndarray:
         return a
     if isinstance(a, (np.generic, int, float, bool, list, tuple)):
         return np.asarray(a)
-    name = _backend_name_of(a)
+    name = _backend_name_of(type(a))
     if name == "cupy":
         return a.get()
     if name == "array_api_strict":

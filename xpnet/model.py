@@ -11,11 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from .backend import Backend, _resolve, get_backend, namespace_of, to_numpy
-from .checkpoint import TrainingCheckpointer, save_model
+from .backend import Backend, get_backend, namespace_of, resolve_backend, to_numpy
 from .errors import DivergenceError
 from .history import History
-from .layers import Dense, Dropout, Layer
+from .io.training_state import TrainingCheckpointer
+from .io.writer import save_model
+from .layers import Dense, Dropout, Layer, layer_config, layers_from_config
 from .layers.activations import ACTIVATIONS, Sigmoid, Softmax
 from .losses import Loss, SoftmaxCrossEntropy, get_loss
 from .optimizers import Optimizer, get_optimizer
@@ -66,7 +67,7 @@ class Sequential:
         backend: str | Backend | None = None,
     ) -> None:
         self.dtype = _check_dtype(dtype)
-        self.backend = get_backend() if backend is None else _resolve(backend)
+        self.backend = get_backend() if backend is None else resolve_backend(backend)
         self.seed = seed
         self._rng = np.random.default_rng(seed)
         self.layers: list[Layer] = []
@@ -134,10 +135,12 @@ class Sequential:
 
     def to(self, backend: str | Backend) -> Sequential:
         """Move the parameters to another backend (returns the model)."""
-        target = _resolve(backend)
+        target = resolve_backend(backend)
         for p in self.parameters():
             p.data = target.asarray(to_numpy(p.data))
             p.grad = None
+        for layer in self.layers:
+            layer.backend = target  # each layer runs on the backend its parameters are on
         self.backend = target
         self._flatten()
         self.optimizer = None  # its state lives on the old backend
@@ -464,6 +467,51 @@ class Sequential:
         """
         return save_model(self, path, format=format)
 
+    def get_config(self) -> dict[str, Any]:
+        """The architecture as plain JSON types: what :meth:`from_config` rebuilds.
+
+        ``{"dtype": "float32", "layers": [{"kind": "Dense", "config": {...}}, ...]}``. Checkpoints
+        record it and the scikit-learn estimators pickle it; weights, buffers and the seed are
+        not part of it. Raises ValueError for a layer that is not registered
+        (:func:`xpnet.layers.register_layer`) or whose config is not JSON.
+        """
+        return {
+            "dtype": self.dtype,
+            "layers": [layer_config(la, i) for i, la in enumerate(self.layers)],
+        }
+
+    @classmethod
+    def from_config(
+        cls,
+        config: dict[str, Any],
+        backend: str | Backend | None = None,
+        *,
+        seed: int | None = None,
+    ) -> Sequential:
+        """A new, unbuilt model with the architecture ``config`` of :meth:`get_config`.
+
+        Parameters
+        ----------
+        config : dict
+        backend : str or Backend, optional
+            Where the parameters will live; default: the active backend.
+        seed : int, optional
+            The new model's generator seed (initial weights, dropout masks).
+
+        Raises
+        ------
+        ValueError
+            For a malformed config, an unknown layer kind or argument, or mismatched widths.
+        """
+        if not isinstance(config, dict) or set(config) != {"dtype", "layers"}:
+            got = sorted(config) if isinstance(config, dict) else type(config).__name__
+            raise ValueError(
+                f"xpnet: a model config is a dict with keys 'dtype' and 'layers', got {got}"
+            )
+        return cls(
+            layers_from_config(config["layers"]), dtype=config["dtype"], seed=seed, backend=backend
+        )
+
     def get_weights(self) -> list[np.ndarray]:
         """Host copies of the weights: for each Dense layer, W (in, out) then b (out,)."""
         return [to_numpy(p.data).copy() for p in self.parameters()]
@@ -508,8 +556,7 @@ class Sequential:
         rule = "-" * len(lines[0])
         lines = [lines[0], rule, *lines[1:], rule]
         lines.append(
-            f"Total parameters: {total:,}  dtype: {self.dtype}  "
-            f"backend: {self.backend.name} ({self.backend.device_name})"
+            f"Total parameters: {total:,}  dtype: {self.dtype}  backend: {self.backend.label}"
         )
         text = "\n".join(lines)
         if print_fn is not None:

@@ -41,7 +41,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .backend import BACKEND_NAMES, namespace_of, to_numpy
-from .layers import Dense, layer_from_config
+from .io.arrays import buffer_arrays, restore_buffers
+from .layers import Dense
 from .layers.activations import normalize_activation
 from .losses import Loss, MeanSquaredError, SoftmaxCrossEntropy
 from .model import Sequential
@@ -135,19 +136,23 @@ def _model_to_plain(model: Sequential) -> dict[str, Any]:
     params = model.parameters()
     opt = model.optimizer
     return {
-        "layers": [(layer.kind, layer.config()) for layer in model.layers],
-        "dtype": model.dtype,
+        "config": model.get_config(),
         "seed": model.seed,
         "backend": model.backend.name,
         "weights": model.get_weights(),
+        "buffers": buffer_arrays(model),
         "optimizer": None if opt is None else opt.state_dict(params),
     }
 
 
 def _model_from_plain(plain: dict[str, Any]) -> Sequential:
-    layers = [layer_from_config(kind, config) for kind, config in plain["layers"]]
-    model = Sequential(layers, dtype=plain["dtype"], seed=plain["seed"], backend=plain["backend"])
+    config = plain.get("config")
+    if config is None:  # pickled by xpnet 0.1.0, before Sequential.get_config
+        layers = [{"kind": kind, "config": conf} for kind, conf in plain["layers"]]
+        config = {"dtype": plain["dtype"], "layers": layers}
+    model = Sequential.from_config(config, backend=plain["backend"], seed=plain["seed"])
     model.set_weights(plain["weights"])
+    restore_buffers(model, plain.get("buffers", {}))
     opt_state = plain["optimizer"]
     if opt_state is not None:
         opt = OPTIMIZERS[opt_state["name"]](**opt_state["hyperparameters"])

@@ -8,10 +8,15 @@ check their numbers the same way xpnet's own test suite does:
 >>> x = np.array([0.5, -1.0, 2.0])
 >>> assert_allclose(x * 2, np.array([1.0, -2.0, 4.0]))
 >>> check_gradient(lambda a: float(np.sum(a**3)), [x], [3 * x**2])
+>>> from xpnet.layers import Dense
+>>> errors = check_layer(Dense(3, 3, activation="tanh"), np.ones((2, 3)))
+>>> sorted(errors)
+['W', 'b', 'input']
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 from collections.abc import Callable, Sequence
@@ -19,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from .backend import Backend, _resolve, backend_of, get_backend, to_numpy
-from .layers import Dense, Dropout
+from .backend import Backend, backend_of, get_backend, resolve_backend, to_numpy
+from .layers import Dense, Dropout, Layer
 from .model import Sequential
 
 __all__ = [
@@ -28,6 +33,7 @@ __all__ = [
     "TOLERANCES",
     "assert_allclose",
     "check_gradient",
+    "check_layer",
     "make_blobs",
     "make_mlp",
     "max_differences",
@@ -89,11 +95,17 @@ def tolerance(dtype: Any, tf32: bool = False) -> tuple[float, float]:
 def tf32_active(backend: str | Backend | None = None) -> bool:
     """Whether float32 matrix products on ``backend`` (default: the active one) may use TF32.
 
-    True only for the ``cupy`` backend with ``CUPY_TF32=1`` in the environment (CuPy reads
-    it at import); pass the result to :func:`tolerance`.
+    True only for the ``cupy`` backend with ``CUPY_TF32`` set to a positive integer in the
+    environment (CuPy reads it at import as ``int(...) > 0``); pass the result to
+    :func:`tolerance`.
     """
-    b = get_backend() if backend is None else _resolve(backend)
-    return b.name == "cupy" and os.environ.get("CUPY_TF32", "0") == "1"
+    b = get_backend() if backend is None else resolve_backend(backend)
+    if b.name != "cupy":
+        return False
+    try:
+        return int(os.environ.get("CUPY_TF32", "0") or "0") > 0
+    except ValueError:  # CuPy itself refuses such a value at import; TF32 is then not on
+        return False
 
 
 def _host(a: Any) -> np.ndarray:
@@ -303,6 +315,194 @@ def check_gradient(
             )
 
 
+def check_layer(
+    layer: Layer,
+    x: Any,
+    *,
+    backend: str | Backend | None = None,
+    eps: float = 1e-6,
+    rtol: float = 1e-5,
+    atol: float = 1e-8,
+    directions: int = 3,
+    elementwise: bool = False,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Check a layer's input gradient and every parameter gradient by finite differences.
+
+    The layer is built in float64 first if it has no backend yet. The scalar checked is
+    ``sum(layer.forward(x, training=True) * g)`` for a fixed random ``g``, so the analytic
+    gradients are those :meth:`~xpnet.layers.Layer.backward` returns for ``g`` (the input)
+    and leaves in ``p.grad`` (each parameter). Each array is checked on its own, so a report
+    names the wrong one: along ``directions`` random unit directions (as Chainer's
+    ``check_backward`` does) or, with ``elementwise=True``, element by element. Parameters
+    are perturbed in place and restored, so the layer may sit in a model (views into its flat
+    buffer stay views). A stochastic layer gets ``set_random_key(seed, 0)`` before every
+    forward, so its noise is the same in each.
+
+    Parameters
+    ----------
+    layer : Layer
+        Built (on float64 parameters) or not yet built.
+    x : array
+        The input, a host NumPy array or an array of the layer's backend; used as float64.
+    backend : str or Backend, optional
+        Where to build an unbuilt layer; default: ``x``'s backend for a device array, else the
+        active backend.
+    eps, rtol, atol : float
+        Difference step and the tolerance ``|fd - analytic| <= atol + rtol * |analytic|``.
+    directions : int
+        Random directions per array (ignored with ``elementwise=True``).
+    elementwise : bool
+        Compare every element of every gradient (two forwards per element) instead.
+    seed : int
+        Seed of ``g``, of the directions, of an unbuilt layer's weights and its random key.
+
+    Returns
+    -------
+    dict
+        ``"input"`` and each parameter's name (``"W"``, ``"b"``; ``"name#i"`` if repeated) to
+        the largest ``|fd - analytic|`` found for it.
+
+    Raises
+    ------
+    ValueError
+        If the layer's parameters are not float64, or ``directions`` is not positive.
+    AssertionError
+        With one line per array (the worst difference and whether it passed) when any
+        gradient is wrong or missing.
+    """
+    if isinstance(directions, bool) or not isinstance(directions, int) or directions < 1:
+        raise ValueError(f"xpnet.testing: directions must be a positive int, got {directions!r}")
+    rng = np.random.default_rng(seed)
+    if layer.backend is None:
+        if backend is not None:
+            target = resolve_backend(backend)
+        elif isinstance(x, (np.ndarray, np.generic, list, tuple)):
+            target = get_backend()
+        else:
+            target = backend_of(x)
+        layer.build(target, "float64", np.random.default_rng(seed))
+    b = layer.backend if layer.backend is not None else get_backend()
+    params = layer.parameters()
+    for p in params:
+        if _dtype_name(p.data.dtype) != "float64":
+            raise ValueError(
+                f"xpnet.testing: check_layer needs float64 parameters (finite differences drown "
+                f"in float32 rounding); {type(layer).__name__}.{p.name} is "
+                f"{_dtype_name(p.data.dtype)}"
+            )
+    xd = b.asarray(_host(x).astype(np.float64), dtype="float64")
+
+    def forward(inp: Any) -> Any:
+        if layer.stochastic:
+            layer.set_random_key(seed, 0)
+        return layer.forward(inp, training=True)
+
+    y = forward(xd)
+    g_host = rng.standard_normal(tuple(int(d) for d in y.shape))
+    g = b.asarray(g_host, dtype="float64")
+    dx = layer.backward(g, need_input_grad=True)
+    names, analytic = ["input"], [None if dx is None else _host(dx).astype(np.float64)]
+    for p in params:
+        name = p.name if p.name not in names else f"{p.name}#{len(names)}"
+        names.append(name)
+        analytic.append(None if p.grad is None else _host(p.grad).astype(np.float64))
+
+    def objective() -> float:
+        return float(np.sum(_host(forward(xd)).astype(np.float64) * g_host))
+
+    def perturb(index: int, values: np.ndarray) -> None:
+        nonlocal xd
+        if index == 0:
+            xd = b.asarray(values, dtype="float64")
+        else:
+            params[index - 1].data[...] = b.asarray(values, dtype="float64")
+
+    originals = [_host(xd).astype(np.float64)] + [_host(p.data).astype(np.float64) for p in params]
+    worst: dict[str, float] = {}
+    lines: list[str] = []
+    failed = False
+    try:
+        for index, (name, grad, base) in enumerate(zip(names, analytic, originals, strict=True)):
+            if grad is None or grad.shape != base.shape:
+                got = "nothing" if grad is None else f"shape {grad.shape}"
+                lines.append(f"{name}: FAIL, backward gave {got} for an array of {base.shape}")
+                failed, worst[name] = True, float("inf")
+                continue
+            fd, an = _layer_differences(
+                base,
+                grad,
+                objective,
+                functools.partial(perturb, index),
+                eps,
+                directions,
+                elementwise,
+                rng,
+            )
+            diff = np.abs(fd - an)
+            ok = bool(np.all(diff <= atol + rtol * np.abs(an)))
+            worst[name] = float(np.max(diff)) if diff.size else 0.0
+            at = int(np.argmax(diff - (atol + rtol * np.abs(an)))) if diff.size else 0
+            detail = (
+                f"finite difference {fd.flat[at]:.12g}, analytic {an.flat[at]:.12g}"
+                if diff.size
+                else "empty"
+            )
+            lines.append(
+                f"{name} {base.shape}: {'ok' if ok else 'FAIL'}, max |fd - analytic| "
+                f"{worst[name]:.3g} (worst: {detail})"
+            )
+            failed |= not ok
+            perturb(index, base)
+    finally:
+        for index, base in enumerate(originals):
+            perturb(index, base)
+    if failed:
+        mode = "element by element" if elementwise else f"along {directions} random directions"
+        raise AssertionError(
+            f"gradient check of {layer!r} failed ({mode}; rtol={rtol:g}, atol={atol:g}, "
+            f"eps={eps:g}):\n" + "\n".join(lines)
+        )
+    return worst
+
+
+def _layer_differences(
+    base: np.ndarray,
+    grad: np.ndarray,
+    objective: Callable[[], float],
+    set_values: Callable[[np.ndarray], None],
+    eps: float,
+    directions: int,
+    elementwise: bool,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Central differences of ``objective`` around ``base`` and the matching analytic values:
+    per element, or per random unit direction (``<grad, d>``)."""
+    if base.size == 0:
+        return np.zeros(0), np.zeros(0)
+    if elementwise:
+        fd = np.empty(base.size)
+        for i in range(base.size):
+            for sign in (1.0, -1.0):
+                moved = base.copy()
+                moved.flat[i] += sign * eps
+                set_values(moved)
+                value = objective()
+                fd[i] = value if sign > 0 else (fd[i] - value) / (2.0 * eps)
+        return fd, grad.reshape(-1)
+    fd, an = np.empty(directions), np.empty(directions)
+    for k in range(directions):
+        d = rng.standard_normal(base.shape)
+        d /= np.sqrt(float(np.sum(d * d)))
+        set_values(base + eps * d)
+        plus = objective()
+        set_values(base - eps * d)
+        minus = objective()
+        fd[k] = (plus - minus) / (2.0 * eps)
+        an[k] = float(np.sum(grad * d))
+    return fd, an
+
+
 def make_blobs(
     n_samples: int = 200,
     n_features: int = 4,
@@ -344,7 +544,7 @@ def make_mlp(
     """
     if len(sizes) < 2:
         raise ValueError(f"xpnet.testing: make_mlp needs at least two widths, got {sizes!r}")
-    b = None if backend is None else _resolve(backend)
+    b = None if backend is None else resolve_backend(backend)
     model = Sequential(dtype=dtype, seed=seed, backend=b)
     for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         last = i == len(sizes) - 2

@@ -1,26 +1,50 @@
 """Backend-specific fast paths behind one small interface.
 
-:func:`get_kernels` returns the kernels for an array namespace: NumPy gets in-place
-``out=`` versions, CuPy fused element-wise kernels, and every other namespace (and any
-backend when ``XPNET_KERNELS=portable``) the portable reference, which the fast versions
-are tested against. Layers, losses and optimizers call only these methods for their
-element-wise hot spots, so their maths is written once.
+:func:`get_kernels` returns the kernels for an array namespace (a :class:`~xpnet.backend.Backend`
+hands out its own as ``backend.kernels``): NumPy gets in-place ``out=`` versions, CuPy fused
+element-wise kernels, and every other namespace (and any backend when
+``XPNET_KERNELS=portable``) the portable reference, which the fast versions are tested against.
+Layers, losses and optimizers call only these methods for their element-wise hot spots, so
+their maths is written once.
+
+Each activation is one method pair, ``relu(x)`` / ``relu_backward(grad, y)`` and so on (see
+:class:`PortableKernels`); :meth:`PortableKernels.activation` and
+:meth:`PortableKernels.bias_activation` (Dense's fused path) reach them by name. A new
+activation is its layer class plus its pair here, written first in the portable kernels.
+
+This package imports nothing else of xpnet (the backend module imports it).
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
-from .portable import PortableKernels
+from .portable import ACTIVATION_KERNELS, PortableKernels
 
-__all__ = ["PortableKernels", "get_kernels", "reset_kernels"]
+__all__ = ["ACTIVATION_KERNELS", "PortableKernels", "get_kernels", "reset_kernels"]
 
-_portable = PortableKernels()
 _by_namespace: dict[str, PortableKernels] = {}
+# The fused module's import failure is reported once per process, not on every reset.
+_fused_failure_reported = False
 
 
-def _make(namespace_name: str, forced: str = "") -> PortableKernels:
+def _report_fused_failure(exc: BaseException) -> None:
+    global _fused_failure_reported
+    if _fused_failure_reported:
+        return
+    _fused_failure_reported = True
+    warnings.warn(
+        "xpnet: the fused CuPy kernels (xpnet.kernels.cupy_fused) failed to import "
+        f"({type(exc).__name__}: {exc}); the cupy backend runs the portable kernels, about "
+        "four times as many kernel launches per training step",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
+def _make(namespace_name: str, xp: Any, forced: str = "") -> PortableKernels:
     if namespace_name.endswith("numpy"):
         from .numpy_fast import NumpyKernels
 
@@ -28,16 +52,17 @@ def _make(namespace_name: str, forced: str = "") -> PortableKernels:
             try:
                 from .numba_cpu import NumbaKernels
             except ImportError:  # numba not installed (no wheel for this platform)
-                return NumpyKernels()
-            return NumbaKernels()
-        return NumpyKernels()
+                return NumpyKernels(xp)
+            return NumbaKernels(xp)
+        return NumpyKernels(xp)
     if namespace_name.endswith("cupy"):
         try:
             from .cupy_fused import CupyKernels
-        except ImportError:
-            return _portable
-        return CupyKernels()
-    return _portable
+        except Exception as exc:  # any failure (no CuPy, a broken CUDA install) falls back
+            _report_fused_failure(exc)
+            return PortableKernels(xp)
+        return CupyKernels(xp)
+    return PortableKernels(xp)
 
 
 def get_kernels(xp: Any) -> PortableKernels:
@@ -53,7 +78,9 @@ def get_kernels(xp: Any) -> PortableKernels:
     k = _by_namespace.get(name)
     if k is None:
         forced = os.environ.get("XPNET_KERNELS", "").lower()
-        k = _by_namespace[name] = _portable if forced == "portable" else _make(name, forced)
+        k = _by_namespace[name] = (
+            PortableKernels(xp) if forced == "portable" else _make(name, xp, forced)
+        )
     return k
 
 

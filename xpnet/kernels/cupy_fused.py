@@ -17,8 +17,10 @@ in float64, and nothing here reads a value back from the device.
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
+import array_api_compat.cupy as cupy_xp
 import cupy
 import numpy as np
 
@@ -260,6 +262,12 @@ class CupyKernels(PortableKernels):
 
     name = "cupy"
 
+    def __init__(self, xp: ModuleType | None = None) -> None:
+        super().__init__(cupy_xp if xp is None else xp)
+        # RawModule.get_function builds a new function object on every call; the row kernel
+        # runs once per batch, so each is fetched once per (dtype, device) and kept.
+        self._row_functions: dict[tuple[str, int], Any] = {}
+
     # Products written straight into ``out`` (a view into the model's flat gradient buffer),
     # rather than the portable version's product-then-copy.
     def matmul(self, a: Any, b: Any, out: Any = None) -> Any:
@@ -272,22 +280,59 @@ class CupyKernels(PortableKernels):
             return cupy.sum(a, axis=0)
         return cupy.sum(a, axis=0, out=out)
 
-    def activation(self, x: Any, act: str, alpha: float = 0.0) -> Any:
+    def _fused(self, act: str, x: Any, alpha: float | None = None) -> Any:
+        """``act(x)`` by its fused kernel, or None where the portable path must run."""
         dt = _float_dtype(x)
-        if dt is not None:
-            if act == "softmax" and x.ndim == 2 and x.size:
-                return self._log_softmax(x, with_log=False)[1]
-            kern = _FORWARD.get(act)
-            if kern is not None:
-                return kern(x, dt.type(alpha)) if _uses_alpha(act) else kern(x)
-        return super().activation(x, act, alpha)
+        if dt is None:
+            return None
+        kern = _FORWARD[act]
+        return kern(x) if alpha is None else kern(x, dt.type(alpha))
 
-    def activation_backward(self, grad: Any, y: Any, act: str, alpha: float = 0.0) -> Any:
+    def _fused_backward(self, act: str, grad: Any, y: Any, alpha: float | None = None) -> Any:
         dt = _float_dtype(grad, y)
-        kern = _BACKWARD.get(act)
-        if dt is None or kern is None:
-            return super().activation_backward(grad, y, act, alpha)
-        return kern(grad, y, dt.type(alpha)) if _uses_alpha(act) else kern(grad, y)
+        if dt is None:
+            return None
+        kern = _BACKWARD[act]
+        return kern(grad, y) if alpha is None else kern(grad, y, dt.type(alpha))
+
+    def relu(self, x: Any) -> Any:
+        out = self._fused("relu", x)
+        return super().relu(x) if out is None else out
+
+    def relu_backward(self, grad: Any, y: Any) -> Any:
+        out = self._fused_backward("relu", grad, y)
+        return super().relu_backward(grad, y) if out is None else out
+
+    def leaky_relu(self, x: Any, alpha: float) -> Any:
+        out = self._fused("leaky_relu", x, alpha)
+        return super().leaky_relu(x, alpha) if out is None else out
+
+    def leaky_relu_backward(self, grad: Any, y: Any, alpha: float) -> Any:
+        out = self._fused_backward("leaky_relu", grad, y, alpha)
+        return super().leaky_relu_backward(grad, y, alpha) if out is None else out
+
+    def sigmoid(self, x: Any) -> Any:
+        out = self._fused("sigmoid", x)
+        return super().sigmoid(x) if out is None else out
+
+    def sigmoid_backward(self, grad: Any, y: Any) -> Any:
+        out = self._fused_backward("sigmoid", grad, y)
+        return super().sigmoid_backward(grad, y) if out is None else out
+
+    def tanh(self, x: Any) -> Any:
+        out = self._fused("tanh", x)
+        return super().tanh(x) if out is None else out
+
+    def tanh_backward(self, grad: Any, y: Any) -> Any:
+        out = self._fused_backward("tanh", grad, y)
+        return super().tanh_backward(grad, y) if out is None else out
+
+    def softmax(self, x: Any) -> Any:
+        if _float_dtype(x) is None or x.ndim != 2 or x.size == 0:
+            return super().softmax(x)
+        return self._log_softmax(x, with_log=False)[1]
+
+    # softmax_backward stays portable: it needs a row sum, which no element-wise kernel has.
 
     def bias_activation(self, z: Any, b: Any, act: str | None, alpha: float = 0.0) -> Any:
         dt = _float_dtype(z, b)
@@ -313,7 +358,11 @@ class CupyKernels(PortableKernels):
         n_rows, n_cols = (int(d) for d in x.shape)
         prob = cupy.empty_like(x)
         logp = cupy.empty_like(x) if with_log else prob  # not written when with_log is 0
-        kern = _LOG_SOFTMAX_MODULE.get_function(f"xpnet_log_softmax_{x.dtype.name}")
+        key = (x.dtype.name, int(getattr(x.device, "id", 0)))
+        kern = self._row_functions.get(key)
+        if kern is None:
+            kern = _LOG_SOFTMAX_MODULE.get_function(f"xpnet_log_softmax_{x.dtype.name}")
+            self._row_functions[key] = kern
         kern(
             (n_rows,),
             (_block_size(n_cols),),

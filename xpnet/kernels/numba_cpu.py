@@ -32,12 +32,14 @@ so float32 arrays are updated in float32 arithmetic.
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 from numba import njit, prange
 
 from .numpy_fast import _FLUSH_EVERY, NumpyKernels
+from .portable import ACTIVATION_KERNELS
 
 __all__ = ["NumbaKernels"]
 
@@ -260,39 +262,21 @@ class NumbaKernels(NumpyKernels):
 
     name = "numba"
 
-    def __init__(self, parallel: bool = False) -> None:
-        super().__init__()
+    def __init__(self, xp: ModuleType | None = None, parallel: bool = False) -> None:
+        super().__init__(xp)
         self.parallel = bool(parallel)
 
-    # -- generic entry points, dispatching to the per-activation methods (issue 10's
-    # interface); kept so callers of either interface get the compiled loops.
-
-    def activation(self, x: Any, act: str, alpha: float = 0.0) -> Any:
-        if act == "leaky_relu":
-            return self.leaky_relu(x, alpha)
-        if act in ("relu", "sigmoid", "tanh", "softmax"):
-            return getattr(self, act)(x)
-        return super().activation(x, act, alpha)
-
-    def activation_backward(self, grad: Any, y: Any, act: str, alpha: float = 0.0) -> Any:
-        if act == "leaky_relu":
-            return self.leaky_relu_backward(grad, y, alpha)
-        if act in ("relu", "sigmoid", "tanh", "softmax"):
-            return getattr(self, f"{act}_backward")(grad, y)
-        return super().activation_backward(grad, y, act, alpha)
+    # The generic ``activation``/``activation_backward`` and ``bias_activation``'s fallback
+    # reach the per-activation methods below by name (PortableKernels).
 
     def _reference_forward(self, act: str, x: Any, alpha: float) -> Any:
-        # The parent's per-activation method where the interface has it, else its generic one.
-        method = getattr(super(), act, None)
-        if method is not None:
-            return method(x, alpha) if act == "leaky_relu" else method(x)
-        return super().activation(x, act, alpha)
+        # The NumPy kernels' version, for what the compiled loops do not take.
+        method = getattr(super(), act)
+        return method(x, alpha) if ACTIVATION_KERNELS[act] else method(x)
 
     def _reference_backward(self, act: str, grad: Any, y: Any, alpha: float) -> Any:
-        method = getattr(super(), f"{act}_backward", None)
-        if method is not None:
-            return method(grad, y, alpha) if act == "leaky_relu" else method(grad, y)
-        return super().activation_backward(grad, y, act, alpha)
+        method = getattr(super(), f"{act}_backward")
+        return method(grad, y, alpha) if ACTIVATION_KERNELS[act] else method(grad, y)
 
     # -- element-wise activations
 

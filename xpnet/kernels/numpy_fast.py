@@ -6,8 +6,10 @@ rounding; ``tests/test_kernels.py`` holds them to that.
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
+import array_api_compat.numpy as np_xp
 import numpy as np
 
 from .portable import PortableKernels
@@ -24,7 +26,8 @@ class NumpyKernels(PortableKernels):
 
     name = "numpy"
 
-    def __init__(self) -> None:
+    def __init__(self, xp: ModuleType | None = None) -> None:
+        super().__init__(np_xp if xp is None else xp)
         self._scratch: dict[tuple[tuple[int, ...], Any], np.ndarray] = {}
 
     def _tmp(self, like: np.ndarray) -> np.ndarray:
@@ -44,23 +47,19 @@ class NumpyKernels(PortableKernels):
             return np.sum(a, axis=0)
         return np.sum(a, axis=0, out=out)
 
-    def activation(self, x: Any, act: str, alpha: float = 0.0) -> Any:
-        if act == "relu":
-            return np.maximum(x, 0.0, out=np.empty_like(x))
-        return super().activation(x, act, alpha)
+    def relu(self, x: Any) -> Any:
+        return np.maximum(x, 0.0, out=np.empty_like(x))
 
-    def activation_backward(self, grad: Any, y: Any, act: str, alpha: float = 0.0) -> Any:
-        if act == "relu":
-            out = np.empty_like(grad)
-            np.multiply(grad, y > 0, out=out)
-            return out
-        return super().activation_backward(grad, y, act, alpha)
+    def relu_backward(self, grad: Any, y: Any) -> Any:
+        out = np.empty_like(grad)
+        np.multiply(grad, y > 0, out=out)
+        return out
 
     def bias_activation(self, z: Any, b: Any, act: str | None, alpha: float = 0.0) -> Any:
         np.add(z, b, out=z)
         if act == "relu":
             return np.maximum(z, 0.0, out=z)
-        return z if act is None else super().activation(z, act, alpha)
+        return z if act is None else self.activation(z, act, alpha)
 
     def adam_update(
         self,

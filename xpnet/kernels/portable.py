@@ -6,21 +6,53 @@ versions are tested against these.
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
-from ..backend import namespace_of
+import array_api_compat
+
+__all__ = ["ACTIVATION_KERNELS", "PortableKernels"]
+
+#: The activations the kernels implement, each with whether its kernels take a slope
+#: ``alpha``. Activation ``name`` is the method pair ``name(x[, alpha])`` /
+#: ``name_backward(grad, y[, alpha])``; :meth:`PortableKernels.activation` dispatches by name.
+ACTIVATION_KERNELS: dict[str, bool] = {
+    "relu": False,
+    "leaky_relu": True,
+    "sigmoid": False,
+    "tanh": False,
+    "softmax": False,
+}
 
 
 class PortableKernels:
     """Reference implementations of the element-wise hot spots of training.
 
-    Activations are named ``"relu"``, ``"leaky_relu"``, ``"sigmoid"``, ``"tanh"`` and
-    ``"softmax"``. Each backward takes the activation's *output* ``y``: every derivative
-    here is a function of it (for leaky ReLU with ``alpha >= 0``, ``y > 0`` exactly where
-    the input was), so the input need not be kept.
+    One method pair per activation: ``relu(x)`` / ``relu_backward(grad, y)``,
+    ``leaky_relu(x, alpha)`` / ``leaky_relu_backward(grad, y, alpha)``, ``sigmoid``, ``tanh``
+    and ``softmax`` likewise. Each backward takes the activation's *output* ``y``: every
+    derivative here is a function of it (for leaky ReLU with ``alpha >= 0``, ``y > 0`` exactly
+    where the input was), so the input need not be kept.
+
+    Adding an activation means its layer class (:mod:`xpnet.layers.activations`) and its
+    kernels: a method pair here, the reference every faster kernel set is tested against,
+    with an entry in :data:`ACTIVATION_KERNELS`; faster kernel sets may override the pair.
+
+    Parameters
+    ----------
+    xp : module, optional
+        The array namespace these kernels run on (what :func:`~xpnet.kernels.get_kernels`
+        passes). Without it each call looks the namespace up from its arrays, so one instance
+        serves every backend (slower; for tests and one-off use).
     """
 
     name = "portable"
+
+    def __init__(self, xp: ModuleType | None = None) -> None:
+        self.xp = xp
+
+    def _ns(self, *arrays: Any) -> Any:
+        return self.xp if self.xp is not None else array_api_compat.array_namespace(*arrays)
 
     def matmul(self, a: Any, b: Any, out: Any = None) -> Any:
         """``a @ b``, written into ``out`` (a previous result of the same shape and dtype, no
@@ -34,48 +66,74 @@ class PortableKernels:
 
     def sum_rows(self, a: Any, out: Any = None) -> Any:
         """Column sums of a 2-D array (the bias gradient); ``out`` as in :meth:`matmul`."""
-        return _into(namespace_of(a).sum(a, axis=0), out)
+        return _into(self._ns(a).sum(a, axis=0), out)
+
+    # ------------------------------------------------------------------ activations
+    def relu(self, x: Any) -> Any:
+        """``max(x, 0)`` (NaN passes through)."""
+        return self._ns(x).maximum(x, 0.0)
+
+    def relu_backward(self, grad: Any, y: Any) -> Any:
+        """``grad`` where the output ``y`` is positive, else 0."""
+        return self._ns(grad, y).where(y > 0, grad, 0.0)
+
+    def leaky_relu(self, x: Any, alpha: float) -> Any:
+        """``x`` where positive, else ``alpha * x`` (``0 <= alpha < 1``)."""
+        return self._ns(x).where(x > 0, x, alpha * x)
+
+    def leaky_relu_backward(self, grad: Any, y: Any, alpha: float) -> Any:
+        """``grad`` where the output ``y`` is positive, else ``alpha * grad``."""
+        return self._ns(grad, y).where(y > 0, grad, alpha * grad)
+
+    def sigmoid(self, x: Any) -> Any:
+        """``1 / (1 + exp(-x))`` in two branches, so neither can overflow."""
+        xp = self._ns(x)
+        # exp(-|x|) <= 1, so neither branch can overflow.
+        e = xp.exp(-xp.abs(x))
+        return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+    def sigmoid_backward(self, grad: Any, y: Any) -> Any:
+        """``grad * y * (1 - y)``."""
+        return grad * y * (1.0 - y)
+
+    def tanh(self, x: Any) -> Any:
+        """``tanh(x)``."""
+        return self._ns(x).tanh(x)
+
+    def tanh_backward(self, grad: Any, y: Any) -> Any:
+        """``grad * (1 - y * y)``."""
+        return grad * (1.0 - y * y)
+
+    def softmax(self, x: Any) -> Any:
+        """Row-wise softmax of a 2-D array, shifted by the row max so exp cannot overflow."""
+        xp = self._ns(x)
+        e = xp.exp(x - xp.max(x, axis=1, keepdims=True))
+        return e / xp.sum(e, axis=1, keepdims=True)
+
+    def softmax_backward(self, grad: Any, y: Any) -> Any:
+        """Jacobian-vector product of softmax: ``y * (grad - <grad, y>)``, row by row."""
+        xp = self._ns(grad, y)
+        return y * (grad - xp.sum(grad * y, axis=1, keepdims=True))
 
     def activation(self, x: Any, act: str, alpha: float = 0.0) -> Any:
-        xp = namespace_of(x)
-        if act == "relu":
-            return xp.maximum(x, 0.0)
-        if act == "leaky_relu":
-            return xp.where(x > 0, x, alpha * x)
-        if act == "sigmoid":
-            # exp(-|x|) <= 1, so neither branch can overflow.
-            e = xp.exp(-xp.abs(x))
-            return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-        if act == "tanh":
-            return xp.tanh(x)
-        if act == "softmax":
-            e = xp.exp(x - xp.max(x, axis=1, keepdims=True))
-            return e / xp.sum(e, axis=1, keepdims=True)
-        raise ValueError(f"xpnet: unknown activation {act!r}")
+        """Activation ``act`` (a name of :data:`ACTIVATION_KERNELS`) of ``x``, by its method."""
+        fn = getattr(self, _checked(act))
+        return fn(x, alpha) if ACTIVATION_KERNELS[act] else fn(x)
 
     def activation_backward(self, grad: Any, y: Any, act: str, alpha: float = 0.0) -> Any:
-        xp = namespace_of(grad, y)
-        if act == "relu":
-            return xp.where(y > 0, grad, 0.0)
-        if act == "leaky_relu":
-            return xp.where(y > 0, grad, alpha * grad)
-        if act == "sigmoid":
-            return grad * y * (1.0 - y)
-        if act == "tanh":
-            return grad * (1.0 - y * y)
-        if act == "softmax":
-            # Jacobian-vector product of softmax: y * (g - <g, y>), row by row.
-            return y * (grad - xp.sum(grad * y, axis=1, keepdims=True))
-        raise ValueError(f"xpnet: unknown activation {act!r}")
+        """The backward of activation ``act`` at output ``y``, by its method."""
+        fn = getattr(self, _checked(act) + "_backward")
+        return fn(grad, y, alpha) if ACTIVATION_KERNELS[act] else fn(grad, y)
 
     def bias_activation(self, z: Any, b: Any, act: str | None, alpha: float = 0.0) -> Any:
-        """``act(z + b)``; ``z`` (the fresh product ``x @ W``) may be overwritten."""
+        """``act(z + b)`` (``act`` None: linear); ``z`` (the fresh product ``x @ W``) may be
+        overwritten. Dense's fused path."""
         z = z + b
         return z if act is None else self.activation(z, act, alpha)
 
     def log_softmax_with_probs(self, logits: Any) -> tuple[Any, Any]:
         """Row-wise ``log softmax`` and ``softmax``, shifted by the row max so exp is safe."""
-        xp = namespace_of(logits)
+        xp = self._ns(logits)
         shifted = logits - xp.max(logits, axis=1, keepdims=True)
         e = xp.exp(shifted)
         s = xp.sum(e, axis=1, keepdims=True)
@@ -97,7 +155,7 @@ class PortableKernels:
     ) -> None:
         """One Adam update in place: ``m, v`` moments, then
         ``p -= step_size * m / (sqrt(v) / root_bc2 + eps)``."""
-        xp = namespace_of(p, g, m, v)
+        xp = self._ns(p, g, m, v)
         m *= beta1
         m += (1.0 - beta1) * g
         v *= beta2
@@ -138,7 +196,7 @@ class PortableKernels:
         centered when ``grad_avg`` is given (its running mean of ``g`` is subtracted under the
         root); ``d = sqrt(...) + eps``; with ``momentum_buffer``, ``buf = momentum buf + g / d``
         and ``p -= lr buf``, else ``p -= lr g / d``."""
-        xp = namespace_of(p, g, square_avg)
+        xp = self._ns(p, g, square_avg)
         square_avg *= alpha
         square_avg += (1.0 - alpha) * (g * g)
         if grad_avg is not None:
@@ -153,6 +211,13 @@ class PortableKernels:
             p -= lr * momentum_buffer
         else:
             p -= lr * (g / denom)
+
+
+def _checked(act: str) -> str:
+    if act not in ACTIVATION_KERNELS:
+        valid = ", ".join(ACTIVATION_KERNELS)
+        raise ValueError(f"xpnet: unknown activation {act!r}; the kernels implement: {valid}")
+    return act
 
 
 def _into(result: Any, out: Any) -> Any:

@@ -1,30 +1,45 @@
 """Element-wise activations and the softmax layer.
 
 Each activation keeps only its output: every derivative here is a function of it. The
-maths lives in :mod:`xpnet.kernels`, shared with :class:`~xpnet.layers.Dense`'s fused
-activation, so it is written once.
+maths lives in :mod:`xpnet.kernels` (one method pair per activation), shared with
+:class:`~xpnet.layers.Dense`'s fused activation, so it is written once.
+
+Adding an activation: a subclass of ``_Activation`` here that declares its kernel ``name`` and
+calls its kernel pair in ``_apply`` / ``_derivative``, its pair in
+:class:`~xpnet.kernels.PortableKernels` (plus faster versions where wanted), and an entry in
+:data:`ACTIVATIONS`, through which ``Dense(..., activation=name)`` finds it too.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..backend import namespace_of
-from ..kernels import get_kernels
+from ..kernels import PortableKernels
 from .base import Layer
 
 
 class _Activation(Layer):
+    #: The kernel name: ``Dense(activation=name)`` and the kernels' method pair.
     name = ""
     alpha = 0.0
 
+    def _apply(self, k: PortableKernels, x: Any) -> Any:
+        return k.activation(x, self.name, self.alpha)
+
+    def _derivative(self, k: PortableKernels, grad: Any, y: Any) -> Any:
+        return k.activation_backward(grad, y, self.name, self.alpha)
+
     def forward(self, x: Any, training: bool = False) -> Any:
-        self._y = get_kernels(namespace_of(x)).activation(x, self.name, self.alpha)
-        return self._y
+        y = self._apply(self._backend_for(x).kernels, x)
+        # Only a training forward is followed by backward; inference keeps nothing.
+        self._y = y if training else None
+        return y
 
     def backward(self, grad: Any, need_input_grad: bool = True) -> Any:
-        xp = namespace_of(grad, self._y)
-        return get_kernels(xp).activation_backward(grad, self._y, self.name, self.alpha)
+        y = getattr(self, "_y", None)
+        if y is None:
+            raise self._not_trained("output")
+        return self._derivative(self._backend_for(grad).kernels, grad, y)
 
 
 class ReLU(_Activation):
@@ -33,12 +48,24 @@ class ReLU(_Activation):
     kind = "ReLU"
     name = "relu"
 
+    def _apply(self, k: PortableKernels, x: Any) -> Any:
+        return k.relu(x)
+
+    def _derivative(self, k: PortableKernels, grad: Any, y: Any) -> Any:
+        return k.relu_backward(grad, y)
+
 
 class LeakyReLU(_Activation):
     """x for x > 0, ``alpha * x`` otherwise."""
 
     kind = "LeakyReLU"
     name = "leaky_relu"
+
+    def _apply(self, k: PortableKernels, x: Any) -> Any:
+        return k.leaky_relu(x, self.alpha)
+
+    def _derivative(self, k: PortableKernels, grad: Any, y: Any) -> Any:
+        return k.leaky_relu_backward(grad, y, self.alpha)
 
     def __init__(self, alpha: float = 0.01) -> None:
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
@@ -57,12 +84,24 @@ class Sigmoid(_Activation):
     kind = "Sigmoid"
     name = "sigmoid"
 
+    def _apply(self, k: PortableKernels, x: Any) -> Any:
+        return k.sigmoid(x)
+
+    def _derivative(self, k: PortableKernels, grad: Any, y: Any) -> Any:
+        return k.sigmoid_backward(grad, y)
+
 
 class Tanh(_Activation):
     """tanh(x); derivative 1 - tanh(x)^2."""
 
     kind = "Tanh"
     name = "tanh"
+
+    def _apply(self, k: PortableKernels, x: Any) -> Any:
+        return k.tanh(x)
+
+    def _derivative(self, k: PortableKernels, grad: Any, y: Any) -> Any:
+        return k.tanh_backward(grad, y)
 
 
 class Softmax(_Activation):
@@ -76,13 +115,17 @@ class Softmax(_Activation):
     kind = "Softmax"
     name = "softmax"
 
+    def _apply(self, k: PortableKernels, x: Any) -> Any:
+        return k.softmax(x)
 
-ACTIVATIONS: dict[str, type[Layer]] = {
-    "relu": ReLU,
-    "leaky_relu": LeakyReLU,
-    "sigmoid": Sigmoid,
-    "tanh": Tanh,
-    "softmax": Softmax,
+    def _derivative(self, k: PortableKernels, grad: Any, y: Any) -> Any:
+        return k.softmax_backward(grad, y)
+
+
+#: The one registry of activations: kernel name -> layer class. ``Dense(activation=...)``,
+#: :func:`normalize_activation` and the model's look-ahead at the next layer all use it.
+ACTIVATIONS: dict[str, type[_Activation]] = {
+    cls.name: cls for cls in (ReLU, LeakyReLU, Sigmoid, Tanh, Softmax)
 }
 
 #: alpha of the leaky ReLU that ``Dense(..., activation="leaky_relu")`` uses.

@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..backend import Backend
+from ..backend import Backend, backend_of
 from ..parameter import Parameter
 
 
@@ -17,7 +17,16 @@ class Layer:
     :meth:`forward`, remembers what its gradient needs, and in :meth:`backward` turns the
     gradient of the loss with respect to its output into the gradient with respect to its
     input, filling ``p.grad`` for each of its :meth:`parameters` on the way.
+
+    A layer keeps the :class:`~xpnet.backend.Backend` it was built on in ``layer.backend``
+    (``None`` before :meth:`build`) and runs its element-wise maths through
+    ``layer.backend.kernels``. A forward with ``training=False`` keeps nothing (no input, no
+    output), so inference holds no memory between calls and may run from several threads;
+    :meth:`backward` then raises until a training forward.
     """
+
+    #: The backend the layer was built on (set by :meth:`build`).
+    backend: Backend | None = None
 
     #: Name under which the layer is saved in checkpoints and shown in summaries.
     kind: ClassVar[str] = "Layer"
@@ -32,7 +41,33 @@ class Layer:
         rng: np.random.Generator,
         next_activation: str | None = None,
     ) -> None:
-        """Create the layer's parameters on ``backend`` (layers without parameters: no-op)."""
+        """Create the layer's parameters on ``backend`` and remember it as ``self.backend``.
+
+        Subclasses that create parameters call ``super().build(...)`` first.
+        """
+        self.backend = backend
+
+    def _backend_for(self, x: Any) -> Backend:
+        """The backend ``x`` must be on: the layer's own once built (an array of another
+        backend is a TypeError), else ``x``'s (an unbuilt parameter-free layer runs anywhere)."""
+        own = self.backend
+        if own is None:
+            return backend_of(x)
+        # One dict lookup by type; a mismatch is an error rather than a silent copy.
+        given = backend_of(x)
+        if given is not own and given != own:
+            raise TypeError(
+                f"xpnet: arrays from different backends: {type(self).__name__} was built on "
+                f"the {own.name} backend but was given an array of the {given.name} backend; "
+                "move the data with backend.asarray() or the model with model.to()"
+            )
+        return own
+
+    def _not_trained(self, what: str) -> RuntimeError:
+        return RuntimeError(
+            f"xpnet: {type(self).__name__}.backward needs the {what} of a forward with "
+            "training=True; a forward with training=False (inference) keeps nothing"
+        )
 
     def forward(self, x: Any, training: bool = False) -> Any:
         raise NotImplementedError

@@ -6,9 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import Backend, namespace_of
+from ..backend import Backend
 from ..initializers import default_initializer_for, get_initializer
-from ..kernels import get_kernels
 from ..parameter import Parameter
 from .activations import DEFAULT_LEAKY_ALPHA, normalize_activation
 from .base import Layer
@@ -28,7 +27,9 @@ class Dense(Layer):
     in_features, out_features : int
         Input and output widths.
     activation : str, optional
-        Shorthand for following the layer with an activation (``"relu"``, ``"tanh"``, ...).
+        Shorthand for following the layer with an activation (``"relu"``, ``"tanh"``, ...),
+        fused into the bias add: any kernel name of an activation layer
+        (:data:`xpnet.layers.activations.ACTIVATIONS`).
     init : str, default "auto"
         Weight initializer (see :mod:`xpnet.initializers`); ``"auto"`` picks He for the
         ReLU family and Glorot otherwise, looking at this layer's activation or, when it has
@@ -53,6 +54,8 @@ class Dense(Layer):
         self._alpha = DEFAULT_LEAKY_ALPHA if self.activation == "leaky_relu" else 0.0
         self.W: Parameter | None = None
         self.b: Parameter | None = None
+        self._x: Any = None
+        self._y: Any = None
 
     def build(
         self,
@@ -61,6 +64,7 @@ class Dense(Layer):
         rng: np.random.Generator,
         next_activation: str | None = None,
     ) -> None:
+        super().build(backend, dtype, rng, next_activation)
         init = self.init
         if init == "auto":
             init = default_initializer_for(self.activation or next_activation)
@@ -80,23 +84,22 @@ class Dense(Layer):
 
     def forward(self, x: Any, training: bool = False) -> Any:
         W, b = self._params()
-        namespace_of(x, W.data)
+        k = self._backend_for(x).kernels
         if x.ndim != 2 or x.shape[1] != self.in_features:
             raise ValueError(
                 f"xpnet: Dense({self.in_features}, {self.out_features}) expected input of shape "
                 f"(n, {self.in_features}), got {tuple(x.shape)}"
             )
-        self._x = x
-        y = get_kernels(namespace_of(x)).bias_activation(
-            x @ W.data, b.data, self.activation, self._alpha
-        )
-        self._y = y
+        y = k.bias_activation(x @ W.data, b.data, self.activation, self._alpha)
+        # Only a training forward is followed by backward; inference keeps nothing.
+        self._x, self._y = (x, y) if training else (None, None)
         return y
 
     def backward(self, grad: Any, need_input_grad: bool = True) -> Any:
         W, b = self._params()
-        xp = namespace_of(grad, W.data)
-        k = get_kernels(xp)
+        if self._x is None:
+            raise self._not_trained("input")
+        k = self._backend_for(grad).kernels
         if self.activation is not None:
             grad = k.activation_backward(grad, self._y, self.activation, self._alpha)
         # Overwrite last step's gradient buffers (the optimizer has consumed them) rather
