@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import nox
@@ -37,27 +39,95 @@ def tests_cpu(session: nox.Session) -> None:
     )
 
 
+def cuda_major(smi_output: str | None, override: str | None = None) -> str:
+    """The CUDA major version ("12" or "13") whose CuPy wheel to install.
+
+    ``override`` (``XPNET_CUDA``) wins; otherwise the driver's "CUDA Version" in the output of
+    ``nvidia-smi`` (the newest CUDA it runs: 13.x or later takes the CUDA 13 wheel).
+
+    Raises
+    ------
+    ValueError
+        With the reason in one line: a bad override, no nvidia-smi output, no version in it,
+        or a driver older than CUDA 12 (CuPy 14 needs 12 or later).
+    """
+    if override is not None and override.strip():
+        choice = override.strip()
+        if choice not in ("12", "13"):
+            raise ValueError(f"XPNET_CUDA must be 12 or 13, got {override!r}")
+        return choice
+    if smi_output is None:
+        raise ValueError(
+            "nvidia-smi not found or failed (no NVIDIA driver?); set XPNET_CUDA=12 or 13 to "
+            "choose the CuPy wheel yourself"
+        )
+    found = re.search(r"CUDA Version\s*:\s*(\d+)\.(\d+)", smi_output)
+    if found is None:
+        raise ValueError("nvidia-smi printed no 'CUDA Version'; set XPNET_CUDA=12 or 13")
+    major = int(found.group(1))
+    if major < 12:
+        raise ValueError(
+            f"the NVIDIA driver supports CUDA {found.group(1)}.{found.group(2)}; CuPy 14 needs "
+            "CUDA 12 or later: update the driver"
+        )
+    return "13" if major >= 13 else "12"
+
+
+def _nvidia_smi() -> str | None:
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    try:
+        done = subprocess.run([smi], capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+#: Run before the GPU suite: each way CuPy can fail is one line and a non-zero exit here
+#: instead of dozens of failed tests. ``@CUDA@`` stands for the CUDA major of the wheel.
+GPU_PROBE = """
+import sys
+
+
+def fail(what, exc=None):
+    why = "" if exc is None else f" ({type(exc).__name__}: {' '.join(str(exc).split())})"
+    sys.exit(f"tests-gpu: {what}{why}")
+
+
+try:
+    import cupy
+    n = cupy.cuda.runtime.getDeviceCount()
+except Exception as exc:
+    fail("no usable CUDA device", exc)
+if not n:
+    fail("CuPy sees no CUDA device")
+try:  # compiles (NVRTC) and runs one kernel
+    assert int((cupy.arange(4) * 2).sum()) == 12
+except Exception as exc:
+    fail("CuPy cannot compile or run a kernel: install cupy-cuda@CUDA@x[ctk] or the toolkit", exc)
+try:  # a matrix product: cuBLAS
+    a = cupy.ones((64, 64), dtype=cupy.float32)
+    assert float((a @ a).sum()) == 64.0**3
+except Exception as exc:
+    fail("CuPy cannot run a matrix product (no cuBLAS?): install cupy-cuda@CUDA@x[ctk]", exc)
+"""
+
+
 @nox.session(name="tests-gpu")
 def tests_gpu(session: nox.Session) -> None:
-    """The whole suite on cupy plus the numpy-vs-cupy agreement tests; needs a CUDA device."""
-    cuda = os.environ.get("XPNET_CUDA", "13")
+    """The whole suite on cupy plus the numpy-vs-cupy agreement tests; needs a CUDA device.
+
+    The CuPy wheel follows the driver (``nvidia-smi``'s "CUDA Version"); ``XPNET_CUDA=12`` or
+    ``13`` overrides it.
+    """
+    try:
+        cuda = cuda_major(_nvidia_smi(), os.environ.get("XPNET_CUDA"))
+    except ValueError as exc:
+        session.error(f"tests-gpu: {exc}")
+    session.log(f"tests-gpu: installing the CuPy wheel for CUDA {cuda}")
     session.install("-e", f".[dev,cuda{cuda}]")
-    probe = (
-        "import sys\n"
-        "try:\n"
-        "    import cupy\n"
-        "    n = cupy.cuda.runtime.getDeviceCount()\n"
-        "except Exception as exc:\n"
-        "    sys.exit(f'tests-gpu: no usable CUDA device ({exc})')\n"
-        "if not n:\n"
-        "    sys.exit('tests-gpu: CuPy sees no CUDA device')\n"
-        "try:\n"  # compiles (NVRTC) and runs one kernel: fails here, not in every test
-        "    assert int((cupy.arange(4) * 2).sum()) == 12\n"
-        "except Exception as exc:\n"
-        "    sys.exit(f'tests-gpu: CuPy cannot compile or run a kernel ({exc}); '\n"
-        "             'install the CUDA toolkit or cupy-cuda12x[ctk]')\n"
-    )
-    session.run("python", "-c", probe)
+    session.run("python", "-c", GPU_PROBE.replace("@CUDA@", cuda))
     tf32 = os.environ.get("CUPY_TF32", "0")
     session.log(f"tests-gpu: CUPY_TF32={tf32} (float32 agreement tolerance follows it)")
     session.run(
@@ -89,14 +159,35 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Build the documentation site with warnings as errors (into docs/_build/html).
+    """Build the documentation site with warnings as errors (into docs/_build/html), then
+    check in headless Chromium, offline, that its maths renders (docs/_tools/check_rendered.py;
+    ``nox -s docs -- --screenshot-dir DIR`` also writes a PNG of each page checked).
 
-    The pages' code examples are run by tests/test_docs_examples.py in the test sessions.
+    The browser check is skipped, with a log line, where no Chromium is installed
+    (``apt-get install chromium`` on Debian). The pages' code examples are run by
+    tests/test_docs_examples.py in the test sessions.
     """
     session.install("-e", ".[docs]")
+    # From scratch, so that no page of an earlier build is left for the check below to read.
+    shutil.rmtree(ROOT / "docs" / "_build" / "html", ignore_errors=True)
     session.run(
         "sphinx-build", "-W", "--keep-going", "-E", "-b", "html", "docs", "docs/_build/html"
     )
+    check = ["python", "docs/_tools/check_rendered.py", "docs/_build/html"]
+    # Every page with maths is checked anyway; also the serving page and each notebook page.
+    docs_dir = ROOT / "docs"
+    notebooks = [p for p in docs_dir.rglob("*.ipynb") if "_build" not in p.parts]
+    pages = ["--page", "serving.html"]
+    for nb in notebooks:
+        pages += ["--page", nb.relative_to(docs_dir).with_suffix(".html").as_posix()]
+    browser = next((b for b in ("chromium", "chromium-browser") if shutil.which(b)), None)
+    if browser is None:
+        session.log(
+            "docs: no chromium on the PATH, so the rendered-site check is SKIPPED "
+            "(install it with: apt-get install chromium)"
+        )
+        return
+    session.run(*check, *pages, "--browser", browser, *session.posargs)
 
 
 @nox.session

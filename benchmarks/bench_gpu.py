@@ -160,7 +160,7 @@ class XpnetRun:
         from xpnet.layers import Dense, Dropout
         from xpnet.optimizers import Adam
 
-        backend = xpnet.backend._resolve("cupy")
+        backend = xpnet.backend.resolve_backend("cupy")
         widths = [784, *case["hidden"], 10]
         layers: list[Any] = []
         for i, (a, b) in enumerate(itertools.pairwise(widths)):

@@ -1,13 +1,17 @@
 """Sphinx configuration of the xpnet documentation (``nox -s docs`` builds it, warnings as errors).
 
-The pages are MyST Markdown; the API reference is generated from the docstrings by autodoc
-with napoleon reading their NumPy style. Nothing here reaches the network, so the build works
-offline.
+The pages are MyST Markdown and Jupyter notebooks (myst-nb, executed at build time); the
+API reference is generated from the docstrings by autodoc with napoleon reading their NumPy
+style. Nothing here reaches the network, so the build works offline, and so does the built
+site: MathJax is copied into it (``_static/mathjax``) from the
+``sphinx-mathjax-offline`` package of the docs extra instead of being loaded from a CDN.
+``docs/_tools/check_rendered.py`` checks, in headless Chromium, that the maths does render.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import os
 import posixpath
@@ -28,19 +32,28 @@ copyright = "The xpnet developers, BSD-3-Clause"
 version = release = xpnet.__version__
 
 extensions = [
-    "myst_parser",
+    "myst_nb",  # MyST Markdown (it loads myst_parser) and Jupyter notebooks
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
 ]
 
-source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
+# myst-nb parses .md pages as plain MyST (only text notebooks with a jupytext header run).
+source_suffix = {".md": "myst-nb", ".rst": "restructuredtext", ".ipynb": "myst-nb"}
 root_doc = "index"
-exclude_patterns = ["_build", "README.md"]
+exclude_patterns = ["_build", "_tools", "README.md"]
 
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3
+
+# Notebooks are stored without outputs and executed top to bottom at every build, so the
+# page shows what the code does today; a cell that raises fails the build.
+nb_execution_mode = "force"
+nb_execution_timeout = 300
+nb_execution_raise_on_error = True
+nb_execution_show_tb = True
+nb_execution_in_temp = True  # files a notebook writes (saved models) stay out of docs/
 
 autodoc_default_options = {"show-inheritance": True}
 autodoc_member_order = "bysource"
@@ -53,6 +66,26 @@ napoleon_numpy_docstring = True
 napoleon_use_rtype = False
 # Module docstrings use these headings for prose; napoleon renders them as rubrics.
 napoleon_custom_sections = ["File format", "Differences from scikit-learn's MLP"]
+
+
+def _mathjax_static_dir() -> Path:
+    """The folder holding ``mathjax/`` (MathJax 3) in the sphinx-mathjax-offline package."""
+    # Its import name has hyphens, so it is found by spec rather than imported.
+    spec = importlib.util.find_spec("sphinx-mathjax-offline")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            "docs: the site serves MathJax itself, from the sphinx-mathjax-offline package; "
+            "install the docs dependencies: pip install -e '.[docs]' (or run nox -s docs)"
+        )
+    static = Path(next(iter(spec.submodule_search_locations))) / "static"
+    if not (static / "mathjax" / "tex-chtml.js").is_file():
+        raise RuntimeError(f"docs: no MathJax (mathjax/tex-chtml.js) under {static}")
+    return static
+
+
+# _static/mathjax/ in the built site; mathjax_path is relative to _static.
+html_static_path = [str(_mathjax_static_dir())]
+mathjax_path = "mathjax/tex-chtml.js"
 
 html_theme = "furo"
 html_title = f"xpnet {release}"

@@ -17,7 +17,7 @@ import numpy as np
 
 import xpnet
 from xpnet import Sequential
-from xpnet.datasets import load_digits, train_val_split
+from xpnet.datasets import load_digits, scale_pixels, train_val_split
 from xpnet.layers import Dense, Dropout, LeakyReLU, Tanh
 from xpnet.losses import SoftmaxCrossEntropy
 from xpnet.metrics import accuracy, confusion_matrix, format_confusion_matrix
@@ -34,7 +34,7 @@ def main() -> None:
 
     backend = xpnet.set_backend(args.backend)
     X, y = load_digits()
-    X = (X / 16.0).astype(np.float32)  # digits pixels run 0..16; the network wants [0, 1]
+    X = scale_pixels(X, 16)  # digits pixels run 0..16; the network wants [0, 1]
     X_train, y_train, X_test, y_test = train_val_split(X, y, 0.2, seed=0)
 
     # Any stack of layers: here two activations the CLI does not use, and a narrowing middle.

@@ -6,8 +6,10 @@ in seconds.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -119,7 +121,8 @@ def test_defaults_are_the_documented_recommendation() -> None:
         (["train", "--epochs", "0"], "--epochs: expected a positive integer"),
         (["train", "--batch-size", "many"], "--batch-size"),
         (["train", "--dropout", "1.0"], "--dropout: expected a number in [0, 1)"),
-        (["train", "--lr", "-0.1"], "--lr: expected a positive number"),
+        (["train", "--lr", "-0.1"], "--lr: expected a positive finite number"),
+        (["train", "--lr", "inf"], "--lr: expected a positive finite number, got 'inf'"),
         (["train", "--lr", "nan"], "--lr"),
         (["train", "--hidden", "256,x"], "--hidden: expected comma-separated"),
         (["train", "--dataset", "cifar10"], "unknown data set 'cifar10'"),
@@ -144,6 +147,47 @@ def test_bad_options_exit_2_with_usage(
     assert fragment in err.strip().splitlines()[-1]
 
 
+def test_each_registered_module_is_one_command() -> None:
+    from xpnet.cli.parser import COMMAND_MODULES, commands
+
+    found = commands()
+    assert (
+        list(found)
+        == ["train", "evaluate", "predict", "info", "check", "export"]
+        == list(COMMAND_MODULES)
+    )
+    for name, command in found.items():
+        assert isinstance(command, xpnet.cli.Command)
+        assert command.run.__module__ == f"xpnet.cli.{name}"
+
+
+def test_a_new_command_needs_only_its_command_record(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import xpnet.cli.parser as cli_parser
+
+    def add_arguments(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--times", type=xpnet.cli.arguments.positive_int, default=1)
+
+    def run(args: argparse.Namespace) -> int:
+        if args.times > 2:
+            raise xpnet.cli.CommandError("too many")
+        print("hello " * args.times)
+        return 0
+
+    hello = xpnet.cli.Command("hello", "say hello", "Say hello.", add_arguments, run)
+    registered = cli_parser.commands
+    monkeypatch.setattr(cli_parser, "commands", lambda: {**registered(), "hello": hello})
+    assert main(["hello", "--times", "2"]) == 0
+    assert capsys.readouterr().out.strip() == "hello hello"
+    assert main(["hello", "--times", "0"]) == 2
+    assert "--times: expected a positive integer" in capsys.readouterr().err
+    assert main(["hello", "--times", "3"]) == 1
+    assert _error_line(capsys.readouterr().err) == "xpnet: error: too many"
+    assert main(["--help"]) == 0
+    assert "say hello" in capsys.readouterr().out
+
+
 # --------------------------------------------------------------------------- train
 def test_train_digits_summary_json(trained: dict) -> None:
     s = trained["summary"]
@@ -154,7 +198,10 @@ def test_train_digits_summary_json(trained: dict) -> None:
     assert (s["epochs"], s["batch_size"], s["lr"], s["seed"]) == (15, 32, 3e-3, 0)
     assert s["lr_schedule"] == "step"
     assert [layer["kind"] for layer in s["layers"]] == ["Dense", "ReLU", "Dropout", "Dense"]
-    assert s["layers"][0]["in_features"] == 64 and s["layers"][-1]["out_features"] == 10
+    assert s["layers"][0]["config"]["in_features"] == 64
+    assert s["layers"][-1]["config"]["out_features"] == 10
+    rebuilt = xpnet.Sequential.from_config({"dtype": s["dtype"], "layers": s["layers"]})
+    assert rebuilt.n_outputs == 10
     assert set(HISTORY_KEYS) <= set(s["history"])
     for key in HISTORY_KEYS:
         values = s["history"][key]
@@ -277,7 +324,7 @@ def test_train_on_a_csv_file(tmp_path: Path) -> None:
     assert main(argv) == 0
     s = json.loads(out.read_text())
     assert s["dataset"] == f"csv:{csv_file}"
-    assert s["n_test"] == 16 and s["layers"][0]["in_features"] == 784
+    assert s["n_test"] == 16 and s["layers"][0]["config"]["in_features"] == 784
     assert s["test_accuracy"] >= 0.75
 
 
@@ -312,7 +359,7 @@ def test_runtime_failures_exit_1_with_one_line(
 
 def test_cupy_backend_missing_is_a_runtime_error(capsys: pytest.CaptureFixture[str]) -> None:
     try:
-        xpnet.backend._resolve("cupy")
+        xpnet.backend.resolve_backend("cupy")
         pytest.skip("CuPy and a CUDA device are available here")
     except xpnet.BackendUnavailableError:
         pass
@@ -453,7 +500,8 @@ def test_checkpoint_and_resume_continue_training(tmp_path: Path) -> None:
 
 
 def test_step_schedule_drops_the_rate_and_survives_resume(tmp_path: Path) -> None:
-    from xpnet.cli import STEP_FACTOR, _make_optimizer, build_model, decay_epoch, load_dataset
+    from xpnet.cli import STEP_FACTOR, build_model, decay_epoch, load_dataset
+    from xpnet.recipe import make_optimizer
 
     data = load_dataset(xpnet.cli.DatasetSpec("digits"), None, False)
     X, y = data.X_train, data.y_train
@@ -462,7 +510,7 @@ def test_step_schedule_drops_the_rate_and_survives_resume(tmp_path: Path) -> Non
 
     def run(epochs: int, **fit_kwargs: object) -> tuple[list[float], list[np.ndarray], object]:
         model = build_model(64, 10, (32,), "relu", 0.1, "float32", seed=3)
-        opt = _make_optimizer("adam", 1e-2, None, "step", 4, per_epoch)
+        opt = make_optimizer("adam", 1e-2, None, "step", 4, per_epoch)
         h = model.fit(X, y, epochs=epochs, batch_size=64, optimizer=opt, **fit_kwargs)
         return h.history["loss"], model.get_weights(), opt
 
@@ -497,7 +545,7 @@ def test_subprocess_success_and_exit_codes(tmp_path: Path) -> None:
 
     debug = run_cli("train", "--dataset", f"csv:{missing}", "--debug")
     assert debug.returncode == 1
-    assert "Traceback" in debug.stderr and "CommandError" in debug.stderr
+    assert "Traceback" in debug.stderr and "DataError" in debug.stderr
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT delivery differs on Windows")
@@ -524,3 +572,39 @@ def test_subprocess_interrupt_exits_130() -> None:
             proc.kill()
     assert proc.returncode == 130
     assert "interrupted" in err and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- closed pipes
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes and shells")
+def test_evaluate_into_a_pipe_closed_before_it_writes_ends_quietly(trained: dict) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xpnet", "evaluate", str(trained["model"])],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()  # the reader is gone before the first line: every write fails
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == xpnet.cli.EXIT_BROKEN_PIPE
+    assert err == ""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes and shells")
+def test_predict_piped_into_head_ends_quietly(trained: dict, tmp_path: Path) -> None:
+    X_raw, _ = _raw_digits_test_split()
+    # About 300 kB of output: far more than a pipe buffers, so xpnet is still writing when
+    # head exits after three lines.
+    many = np.tile(X_raw, (60, 1)).astype(np.uint8)
+    np.save(tmp_path / "many.npy", many)
+    xpnet_argv = [sys.executable, "-m", "xpnet", "predict", trained["model"], tmp_path / "many.npy"]
+    script = f"set -o pipefail; {' '.join(shlex.quote(str(a)) for a in xpnet_argv)} | head -3"
+    result = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, timeout=120, env=_env(), cwd=ROOT
+    )
+    assert result.stderr == ""
+    labels, _ = _predictions(result.stdout)
+    assert labels.size == 3
+    assert result.returncode == xpnet.cli.EXIT_BROKEN_PIPE  # xpnet's status, via pipefail

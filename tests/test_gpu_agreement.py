@@ -332,7 +332,9 @@ def test_fit_moves_data_per_epoch_not_per_batch(cupy_backend):
     few = _fit_transfers(cupy_backend, n_samples=64)  # 4 batches an epoch
     many = _fit_transfers(cupy_backend, n_samples=512)  # 32 batches an epoch
     assert few == many, f"transfers grow with the number of batches: {few} vs {many}"
-    assert 0 < many["to_host"] <= 2 * 2 * 2, many  # 2 epochs, a loss and a count, maybe x2
+    # 2 epochs, one read each (the loss sum, the correct count and the finiteness of every
+    # weight stacked into one array), maybe counted twice where CuPy routes one read via get.
+    assert 0 < many["to_host"] <= 2 * 1 * 2, many
     # Each finiteness check reads one number back: 32 // 5 = 6 more per epoch, 2 epochs.
     checked = _fit_transfers(cupy_backend, n_samples=512, check_every=5)
     extra = checked["to_host"] - many["to_host"]

@@ -20,6 +20,7 @@ from xpnet.layers import (
     Tanh,
     layer_from_config,
 )
+from xpnet.random import hash_bits_reference, keep_threshold
 from xpnet.testing import (
     assert_allclose,
     check_gradient,
@@ -379,8 +380,11 @@ def test_dropout_mask_is_the_same_on_every_backend(backend, rng, dtype):
     out = xpnet.to_numpy(
         _fixed_mask_dropout(p, seed).forward(backend.asarray(x, dtype=dtype), training=True)
     )
-    # The documented recipe: keep where a float32 uniform draw from the host generator >= p.
-    keep = np.random.default_rng(seed).random((7, 9), dtype=np.float32) >= p
+    # The documented recipe: a forward without a key draws one seed from the generator and
+    # counts its calls as steps; keep where the position's 32-bit hash reaches the threshold.
+    key = int(np.random.default_rng(seed).integers(0, 2**63 - 1))
+    bits = [[hash_bits_reference(key, 0, r, c) for c in range(9)] for r in range(7)]
+    keep = np.array(bits, dtype=np.int64) >= keep_threshold(p)
     expected = x.astype(dtype) * keep.astype(dtype) * np.asarray(1.0 / (1.0 - p), dtype=dtype)
     np.testing.assert_array_equal(out == 0, ~keep)
     assert_allclose(out, expected, rtol=0, atol=0)

@@ -208,3 +208,17 @@ def test_get_loss_from_instance_class_or_none():
         get_loss("hinge")
     with pytest.raises(ValueError, match="unknown loss"):
         get_loss(3)
+
+
+def test_losses_state_their_targets_and_metrics(backend):
+    ce, mse = SoftmaxCrossEntropy(), MeanSquaredError()
+    assert ce.categorical and not mse.categorical
+    assert ce.target_dtype("float32", 1) == "int64"
+    assert ce.target_dtype("float32", 2) == "float32"
+    assert mse.target_dtype("float64", 1) == "float64"
+    assert ce.metric_names(1) == ("accuracy",) and ce.metric_names(2) == ()
+    assert mse.metric_names(1) == () and mse.metric_sums(None, None) == []
+    logits = backend.asarray(np.array([[2.0, 0.0], [0.0, 1.0], [3.0, 1.0]]), dtype="float64")
+    labels = backend.asarray(np.array([0, 0, 0]), dtype="int64")
+    (hits,) = ce.metric_sums(logits, labels)
+    assert int(xpnet.to_numpy(hits)) == 2  # a device sum of correct rows, read here only

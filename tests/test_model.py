@@ -324,6 +324,13 @@ def test_explicit_loop_equals_one_fit_step(backend, data):
 
     xb = backend.asarray(X, dtype="float64")
     yb = backend.asarray(y)
+    # fit starts each epoch by drawing one seed per stochastic layer from its generator
+    # (after the shuffle, which shuffle=False skips) and keys each layer before a forward.
+    by_hand.parameters()  # the weights are drawn first, as in fit
+    dropout = [layer for layer in by_hand.layers if layer.stochastic]
+    seeds = by_hand._rng.integers(0, 2**63 - 1, size=len(dropout))
+    for layer, seed in zip(dropout, seeds, strict=True):
+        layer.set_random_key(int(seed), 0, row_offset=0)
     logits = by_hand.forward(xb, training=True)
     loss = SoftmaxCrossEntropy()
     value = loss.forward(logits, yb)

@@ -304,7 +304,7 @@ def test_invalid_hyperparameters(make):
 def test_hyperparameter_messages_name_the_value():
     with pytest.raises(ValueError, match=r"SGD lr must be a positive finite number, got -0\.1"):
         SGD(lr=-0.1)
-    with pytest.raises(ValueError, match=r"Adam betas\[0\] must be in \[0, 1\), got 1.0"):
+    with pytest.raises(ValueError, match=r"Adam betas\[0\] must be a number in \[0, 1\), got 1.0"):
         Adam(betas=(1.0, 0.999))
     with pytest.raises(ValueError, match="nesterov=True needs momentum > 0"):
         SGD(nesterov=True)

@@ -260,3 +260,58 @@ def test_array_api_strict_backend_agrees_with_numpy():
     assert strict.model_.backend.name == "array_api_strict"
     np.testing.assert_allclose(strict.predict_proba(X), ref.predict_proba(X), rtol=1e-9)
     np.testing.assert_allclose(strict.loss_curve_, ref.loss_curve_, rtol=1e-9)
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_estimators_train_only_through_sequential_fit(monkeypatch, early_stopping):
+    """Every training forward, backward and optimizer step happens inside Sequential.fit,
+    and alpha reaches the optimizer as a gradient hook that is gone afterwards."""
+    from xpnet.optimizers import L2Penalty, Optimizer
+
+    inside = {"fit": 0}
+    outside: list[str] = []
+    real_fit, real_step, real_backward = Sequential.fit, Optimizer.step, Sequential.backward
+    real_forward = Sequential.forward
+    hooks_seen: list[list] = []
+
+    def fit(self, *args, **kwargs):
+        inside["fit"] += 1
+        try:
+            return real_fit(self, *args, **kwargs)
+        finally:
+            inside["fit"] -= 1
+
+    def step(self, params):
+        hooks_seen.append(list(self.hooks))
+        if not inside["fit"]:
+            outside.append("step")
+        return real_step(self, params)
+
+    def backward(self, *args, **kwargs):
+        if not inside["fit"]:
+            outside.append("backward")
+        return real_backward(self, *args, **kwargs)
+
+    def forward(self, X, training=False):
+        if training and not inside["fit"]:
+            outside.append("forward")
+        return real_forward(self, X, training)
+
+    monkeypatch.setattr(Sequential, "fit", fit)
+    monkeypatch.setattr(Optimizer, "step", step)
+    monkeypatch.setattr(Sequential, "backward", backward)
+    monkeypatch.setattr(Sequential, "forward", forward)
+    X, y = make_blobs(n_samples=80, centers=3, n_features=4, random_state=0)
+    clf = MLPClassifier(
+        hidden_layer_sizes=(8,),
+        max_iter=5,
+        alpha=0.1,
+        early_stopping=early_stopping,
+        random_state=0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    assert outside == [] and hooks_seen
+    assert all(len(h) == 1 and isinstance(h[0], L2Penalty) for h in hooks_seen)
+    assert clf.model_.optimizer.hooks == []

@@ -174,24 +174,25 @@ def test_optimizers_refuse_non_positive_learning_rates(cls, lr):
 
 @pytest.mark.parametrize("cls", OPTIMIZERS, ids=lambda c: c.__name__)
 def test_optimizers_refuse_non_numeric_learning_rates(cls):
-    with pytest.raises(ValueError, match=f"{cls.__name__} lr must be a number, got '0.1'"):
+    message = f"{cls.__name__} lr must be a positive finite number, got '0.1'"
+    with pytest.raises(ValueError, match=message):
         cls(lr="0.1")
-    with pytest.raises(ValueError, match="lr must be a number, got True"):
+    with pytest.raises(ValueError, match="lr must be a positive finite number, got True"):
         cls(lr=True)
 
 
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda: SGD(momentum=1.0), r"SGD momentum must be in \[0, 1\), got 1.0"),
-        (lambda: SGD(momentum=-0.1), r"SGD momentum must be in \[0, 1\)"),
+        (lambda: SGD(momentum=1.0), r"SGD momentum must be a number in \[0, 1\), got 1.0"),
+        (lambda: SGD(momentum=-0.1), r"SGD momentum must be a number in \[0, 1\)"),
         (lambda: SGD(nesterov=True), "nesterov=True needs momentum > 0"),
-        (lambda: SGD(weight_decay=-1), "SGD weight_decay must be >= 0, got -1.0"),
+        (lambda: SGD(weight_decay=-1), "SGD weight_decay must be a finite number >= 0, got -1"),
         (lambda: Adam(betas=(0.9,)), "Adam betas must be a pair of numbers"),
-        (lambda: Adam(betas=(0.9, 1.0)), r"Adam betas\[1\] must be in \[0, 1\)"),
+        (lambda: Adam(betas=(0.9, 1.0)), r"Adam betas\[1\] must be a number in \[0, 1\)"),
         (lambda: Adam(eps=0), "Adam eps must be a positive finite number"),
-        (lambda: AdamW(weight_decay=float("nan")), "AdamW weight_decay must be >= 0"),
-        (lambda: RMSProp(alpha=1.5), r"RMSProp alpha must be in \[0, 1\)"),
+        (lambda: AdamW(weight_decay=float("nan")), "AdamW weight_decay must be .*, got nan"),
+        (lambda: RMSProp(alpha=1.5), r"RMSProp alpha must be a number in \[0, 1\)"),
     ],
 )
 def test_optimizers_refuse_bad_hyperparameters(make, message):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from .callbacks.base import Callback
 
-class History:
-    """Per-epoch metrics of one ``fit`` call.
+
+class History(Callback):
+    """Per-epoch metrics of one ``fit`` call (the callback that records them).
 
     Attributes
     ----------
@@ -28,6 +30,12 @@ class History:
         self.epoch.append(epoch)
         for k, v in values.items():
             self.history.setdefault(k, []).append(float(v))
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        # Only its own keys: the epoch logs also carry values (the rate) that a checkpoint's
+        # history does not record.
+        logs = logs or {}
+        self.append(epoch, {k: logs[k] for k in self.history if k in logs})
 
     def to_dict(self) -> dict[str, Any]:
         return {"epoch": list(self.epoch), **{k: list(v) for k, v in self.history.items()}}

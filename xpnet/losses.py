@@ -15,9 +15,30 @@ __all__ = ["LOSSES", "Loss", "MeanSquaredError", "SoftmaxCrossEntropy", "get_los
 
 
 class Loss:
-    """Base class: ``forward(output, target)`` -> mean loss; ``backward()`` -> d(loss)/d(output)."""
+    """Base class: ``forward(output, target)`` -> mean loss; ``backward()`` -> d(loss)/d(output).
+
+    A loss also tells a training loop what its targets are and which metrics go with it, so
+    the loop needs no knowledge of particular losses: :meth:`target_dtype`,
+    :attr:`categorical`, :meth:`metric_names` and :meth:`metric_sums`.
+    """
 
     name = "loss"
+    #: True when the targets are class labels ``0 .. n_outputs - 1`` (checked against the
+    #: model's output width before training).
+    categorical = False
+
+    def target_dtype(self, model_dtype: str, target_ndim: int = 1) -> str:
+        """The dtype targets of ``target_ndim`` dimensions take on the model's backend."""
+        return model_dtype
+
+    def metric_names(self, target_ndim: int = 1) -> tuple[str, ...]:
+        """Names of the metrics recorded beside the loss (in :meth:`metric_sums` order)."""
+        return ()
+
+    def metric_sums(self, output: Any, target: Any) -> list[Any]:
+        """Per-batch sums, one 0-d device array per metric; a loop adds them up over an epoch
+        and divides by the rows seen, reading them back once (never per batch)."""
+        return []
 
     def forward(self, output: Any, target: Any) -> Any:
         raise NotImplementedError
@@ -47,6 +68,19 @@ class SoftmaxCrossEntropy(Loss):
     """
 
     name = "softmax_cross_entropy"
+    categorical = True
+
+    def target_dtype(self, model_dtype: str, target_ndim: int = 1) -> str:
+        return "int64" if target_ndim == 1 else model_dtype
+
+    def metric_names(self, target_ndim: int = 1) -> tuple[str, ...]:
+        return ("accuracy",) if target_ndim == 1 else ()
+
+    def metric_sums(self, output: Any, target: Any) -> list[Any]:
+        if target.ndim != 1:
+            return []
+        xp = namespace_of(output, target)
+        return [xp.sum(xp.astype(xp.argmax(output, axis=1) == target, xp.int64))]
 
     def forward(self, output: Any, target: Any) -> Any:
         xp = namespace_of(output, target)

@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
-import math
 import os
-import sys
-import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
 from .backend import Backend, get_backend, namespace_of, resolve_backend, to_numpy
-from .errors import DivergenceError
+from .callbacks import Callback
 from .history import History
-from .io.training_state import TrainingCheckpointer
 from .io.writer import save_model
 from .layers import Dense, Dropout, Layer, layer_config, layers_from_config
 from .layers.activations import ACTIVATIONS, Sigmoid, Softmax
-from .losses import Loss, SoftmaxCrossEntropy, get_loss
+from .losses import Loss, get_loss
 from .optimizers import Optimizer, get_optimizer
 from .parameter import Parameter, ParameterBuffer
 from .threads import with_blas_threads
+from .training import (
+    check_callbacks,
+    check_fit_arguments,
+    default_callbacks,
+    evaluate_arrays,
+    history_keys,
+    train,
+)
 from .validation import check_positive_int, check_X, check_X_y
 
 __all__ = ["Sequential"]
@@ -74,6 +78,10 @@ class Sequential:
         self._built = 0  # layers[:_built] have their parameters
         self.loss: Loss | None = None
         self.optimizer: Optimizer | None = None
+        #: The History of the running (or last) fit; callbacks reach it as ``model.history``.
+        self.history: History | None = None
+        #: Set by a callback to end training after the current epoch (reset by each fit).
+        self.stop_training = False
         for layer in layers or []:
             self.add(layer)
 
@@ -170,12 +178,10 @@ class Sequential:
         Xd = b.asarray(X, dtype=self.dtype)
         if y is None:
             return Xd, None
-        if isinstance(loss, SoftmaxCrossEntropy) and getattr(y, "ndim", 1) == 1:
-            return Xd, b.asarray(y, dtype="int64")
-        return Xd, b.asarray(y, dtype=self.dtype)
+        return Xd, b.asarray(y, dtype=loss.target_dtype(self.dtype, getattr(y, "ndim", 1)))
 
     def _check_data(self, X: Any, y: Any, loss: Loss) -> tuple[Any, Any]:
-        classes = self.n_outputs if isinstance(loss, SoftmaxCrossEntropy) else None
+        classes = self.n_outputs if loss.categorical else None
         X, y = check_X_y(X, y, self.n_features_in, classes)
         _check_fits_dtype(X, self.dtype)
         return X, y
@@ -200,6 +206,7 @@ class Sequential:
         checkpoint: str | os.PathLike[str] | None = None,
         checkpoint_every: int = 1,
         resume: bool = False,
+        callbacks: Sequence[Callback] | None = None,
     ) -> History:
         """Train with mini-batch gradient descent.
 
@@ -220,13 +227,16 @@ class Sequential:
         validation_data : (X_val, y_val), optional
             Evaluated after every epoch.
         seed : int, optional
-            Seed of the generator that shuffles and draws dropout masks; default: the model's.
+            Seed of the generator that shuffles and seeds the stochastic layers (dropout);
+            default: the model's.
         verbose : int
-            0 silent, 1 a progress bar and a line per epoch, 2 a line per epoch.
+            0 silent, 1 a progress bar and a line per epoch, 2 a line per epoch
+            (a :class:`~xpnet.callbacks.ProgressBar`).
         shuffle : bool
             Reshuffle the samples every epoch.
         check_every : int
-            Steps between checks that the loss is finite. Each check reads one number back
+            Steps between checks that the loss is finite (the
+            :class:`~xpnet.callbacks.TerminateOnNaN` guard). Each check reads one number back
             from the device, so on a GPU it is kept off the per-batch path.
         checkpoint : str or PathLike, optional
             A directory for the training state (weights, optimizer state, epoch, history and
@@ -240,6 +250,11 @@ class Sequential:
             of 5 epochs that checkpointed after 3 trains epochs 4 and 5, and the returned
             history includes the earlier epochs. Given the same data, seed and settings, the
             result is bit-identical to an uninterrupted run on the same backend.
+            (``checkpoint``, ``checkpoint_every`` and ``resume`` make a
+            :class:`~xpnet.callbacks.BackupAndRestore`.)
+        callbacks : list of Callback, optional
+            Called around epochs and batches; see :mod:`xpnet.callbacks`. Any hook may set
+            ``model.stop_training = True`` to end training after the current epoch.
 
         Returns
         -------
@@ -256,147 +271,50 @@ class Sequential:
         FileNotFoundError
             If ``resume`` is true and the checkpoint directory holds no checkpoint.
         """
-        epochs = check_positive_int("epochs", epochs, minimum=0)
-        checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
-        if resume and checkpoint is None:
-            raise ValueError("xpnet: resume=True needs checkpoint=DIR, the directory to resume")
-        if validation_data is not None and not (
-            isinstance(validation_data, (tuple, list)) and len(validation_data) == 2
-        ):
-            got = type(validation_data).__name__
-            if isinstance(validation_data, (tuple, list)):
-                got += f" of length {len(validation_data)}"
-            raise ValueError(f"xpnet: validation_data must be a pair (X_val, y_val), got {got}")
-        batch_size = check_positive_int("batch_size", batch_size)
-        check_every = check_positive_int("check_every", check_every)
+        epochs, batch_size, check_every, checkpoint_every = check_fit_arguments(
+            epochs=epochs,
+            batch_size=batch_size,
+            check_every=check_every,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+            validation_data=validation_data,
+        )
+        given = check_callbacks(callbacks)
         loss_fn = get_loss(loss if loss is not None else self.loss)
         if optimizer is not None or self.optimizer is None:
             self.optimizer = get_optimizer(optimizer)
-        opt = self.optimizer
         self.loss = loss_fn
         X, y = self._check_data(X, y, loss_fn)
-        classify = isinstance(loss_fn, SoftmaxCrossEntropy)
         Xd, yd = self._to_device(X, y, loss_fn)
         val = None
         if validation_data is not None:
             Xv, yv = self._check_data(validation_data[0], validation_data[1], loss_fn)
             val = self._to_device(Xv, yv, loss_fn)
-
         rng = self._rng if seed is None else np.random.default_rng(seed)
-        dropouts = [layer for layer in self.layers if isinstance(layer, Dropout)]
-        for layer in dropouts:
-            layer.rng = rng
-        keys = ["loss", *(["accuracy"] if classify else [])]
-        keys += [f"val_{k}" for k in keys] if val is not None else []
-        history = History([*keys, "seconds"])
-        params = self.parameters()
-        ckpt = None if checkpoint is None else TrainingCheckpointer(checkpoint, checkpoint_every)
-        start = 0
-        if ckpt is not None and resume:
-            start = ckpt.restore(
-                self, opt, loss_fn, rng, history, batch_size=batch_size, shuffle=shuffle
-            )
-        xp = namespace_of(Xd)
-        n = int(Xd.shape[0])
-        n_batches = -(-n // batch_size)
-        snapshot = [xp.asarray(p.data, copy=True) for p in params]
-        try:
-            for epoch in range(start, epochs):
-                t0 = time.perf_counter()
-                order = rng.permutation(n) if shuffle else np.arange(n)
-                order_d = self.backend.asarray(order)  # one transfer per epoch
-                loss_sum = xp.zeros((), dtype=Xd.dtype, device=Xd.device)
-                correct = xp.zeros((), dtype=xp.int64, device=Xd.device)
-                for layer in dropouts:
-                    layer.plan_epoch(n, batch_size)
-                bar = _progress(n_batches, epoch, epochs) if verbose == 1 else None
-                for step in range(n_batches):
-                    idx = order_d[step * batch_size : min((step + 1) * batch_size, n)]
-                    xb = xp.take(Xd, idx, axis=0)
-                    yb = xp.take(yd, idx, axis=0)
-                    out = self.forward(xb, training=True)
-                    value = loss_fn.forward(out, yb)
-                    if (step + 1) % check_every == 0:
-                        # Before the update: the snapshot then holds weights whose loss was
-                        # just seen finite, not the untested result of a possibly huge step.
-                        self._check_finite(value, snapshot, params, epoch, step)
-                    self.backward(loss_fn.backward())
-                    opt.step(params)
-                    loss_sum += value * idx.shape[0]
-                    if classify:
-                        correct += xp.sum(xp.astype(xp.argmax(out, axis=1) == yb, xp.int64))
-                    if bar is not None:
-                        bar.update(1)
-                        if (step + 1) % max(1, n_batches // 20) == 0 or step + 1 == n_batches:
-                            seen = min((step + 1) * batch_size, n)
-                            post = {"loss": f"{float(loss_sum) / seen:.4f}"}
-                            if classify:
-                                post["acc"] = f"{int(correct) / seen:.4f}"
-                            bar.set_postfix(post, refresh=False)
-                if bar is not None:
-                    bar.close()
-                epoch_loss = float(loss_sum) / n  # the one read-back of the epoch
-                # The epoch's last update was never followed by a loss, so check the weights
-                # themselves before they become the snapshot (and the checkpoint).
-                if not math.isfinite(epoch_loss) or not all(
-                    bool(xp.all(xp.isfinite(p.data))) for p in params
-                ):
-                    self._restore(snapshot, params)
-                    raise DivergenceError(_diverged_message(epoch, n_batches - 1, opt))
-                self._take_snapshot(snapshot, params)
-                values = {"loss": epoch_loss}
-                if classify:
-                    values["accuracy"] = int(correct) / n
-                if val is not None:
-                    scores = self._evaluate_device(val[0], val[1], loss_fn, 1024)
-                    values.update({f"val_{k}": v for k, v in scores.items()})
-                values["seconds"] = time.perf_counter() - t0
-                history.append(epoch, values)
-                if ckpt is not None:
-                    ckpt.end_epoch(
-                        self,
-                        opt,
-                        loss_fn,
-                        rng,
-                        history,
-                        batch_size=batch_size,
-                        shuffle=shuffle,
-                        final=epoch + 1 == epochs,
-                    )
-                if verbose:
-                    _print_epoch(epoch, epochs, values)
-        except DivergenceError:
-            if ckpt is not None:
-                ckpt.write_pending()  # the last completed (finite) epoch, if not yet on disk
-            raise
-        except KeyboardInterrupt:
-            history.interrupted = True
-            if ckpt is not None:
-                # The last completed epoch, never the partial one the interrupt cut short.
-                ckpt.write_pending()
-            if verbose:
-                print("xpnet: training interrupted; returning the history so far", file=sys.stderr)
-        finally:
-            for layer in dropouts:
-                layer.end_epoch()  # later forwards outside fit draw per call again
-        return history
-
-    def _take_snapshot(self, snapshot: list[Any], params: list[Parameter]) -> None:
-        for s, p in zip(snapshot, params, strict=True):
-            s[...] = p.data
-
-    def _restore(self, snapshot: list[Any], params: list[Parameter]) -> None:
-        for s, p in zip(snapshot, params, strict=True):
-            p.data[...] = s
-
-    def _check_finite(
-        self, value: Any, snapshot: list[Any], params: list[Parameter], epoch: int, step: int
-    ) -> None:
-        if math.isfinite(float(value)):
-            self._take_snapshot(snapshot, params)
-            return
-        self._restore(snapshot, params)
-        raise DivergenceError(_diverged_message(epoch, step, self.optimizer))
+        history = History(history_keys(loss_fn, yd.ndim, val is not None))
+        run_callbacks = default_callbacks(
+            given,
+            history,
+            verbose=verbose,
+            check_every=check_every,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+        )
+        return train(
+            self,
+            Xd,
+            yd,
+            val,
+            epochs=epochs,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            rng=rng,
+            callbacks=run_callbacks,
+            history=history,
+            verbose=verbose,
+        )
 
     # ----------------------------------------------------------------- inference
     def _forward_batches(self, Xd: Any, batch_size: int) -> Any:
@@ -408,15 +326,6 @@ class Sequential:
         ]
         return outs[0] if len(outs) == 1 else xp.concat(outs, axis=0)
 
-    def _evaluate_device(self, Xd: Any, yd: Any, loss_fn: Loss, batch_size: int) -> dict:
-        xp = namespace_of(Xd)
-        out = self._forward_batches(Xd, batch_size)
-        result = {"loss": float(loss_fn.forward(out, yd))}
-        if isinstance(loss_fn, SoftmaxCrossEntropy) and yd.ndim == 1:
-            hits = xp.sum(xp.astype(xp.argmax(out, axis=1) == yd, xp.int64))
-            result["accuracy"] = int(hits) / int(yd.shape[0])
-        return result
-
     @with_blas_threads
     def evaluate(
         self, X: Any, y: Any, batch_size: int = 1024, loss: Loss | str | None = None
@@ -426,7 +335,7 @@ class Sequential:
         loss_fn = get_loss(loss if loss is not None else self.loss)
         X, y = self._check_data(X, y, loss_fn)
         Xd, yd = self._to_device(X, y, loss_fn)
-        return self._evaluate_device(Xd, yd, loss_fn, batch_size)
+        return evaluate_arrays(self, Xd, yd, loss_fn, batch_size)
 
     @with_blas_threads
     def predict_proba(self, X: Any, batch_size: int = 1024) -> np.ndarray:
@@ -577,25 +486,3 @@ def _check_fits_dtype(X: Any, dtype: str) -> None:
                 f"xpnet: X holds values up to {float(np.abs(X).max()):.3g}, beyond the largest "
                 f"{dtype} ({limit:.3g}); scale the inputs or use dtype='float64'"
             )
-
-
-def _diverged_message(epoch: int, step: int, opt: Optimizer | None) -> str:
-    lr = f" (lr={opt.lr:g})" if opt is not None else ""
-    return (
-        f"xpnet: the loss became NaN or infinite at epoch {epoch + 1}, step {step + 1}; "
-        f"try a smaller learning rate{lr} or scale the inputs. The model keeps the last "
-        "weights that were checked finite."
-    )
-
-
-def _progress(total: int, epoch: int, epochs: int) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False)
-
-
-def _print_epoch(epoch: int, epochs: int, values: dict[str, float]) -> None:
-    parts = [f"epoch {epoch + 1}/{epochs}"]
-    parts += [f"{k} {v:.4f}" for k, v in values.items() if k != "seconds"]
-    parts.append(f"{values['seconds']:.2f}s")
-    print(" - ".join(parts), flush=True)

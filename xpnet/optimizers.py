@@ -18,35 +18,32 @@ from .backend import backend_of, namespace_of, to_numpy
 from .kernels import get_kernels
 from .parameter import Parameter, ParameterBuffer
 from .schedules import LRSchedule
+from .validation import check_non_negative, check_number, check_positive
 
-__all__ = ["OPTIMIZERS", "SGD", "Adam", "AdamW", "Optimizer", "RMSProp", "get_optimizer"]
+__all__ = [
+    "OPTIMIZERS",
+    "SGD",
+    "Adam",
+    "AdamW",
+    "GradientHook",
+    "L2Penalty",
+    "Optimizer",
+    "RMSProp",
+    "WeightDecay",
+    "get_optimizer",
+]
 
 
 def _positive(name: str, value: Any, owner: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise ValueError(f"xpnet: {owner} {name} must be a number, got {value!r}")
-    value = float(value)
-    if not (math.isfinite(value) and value > 0.0):
-        raise ValueError(f"xpnet: {owner} {name} must be a positive finite number, got {value}")
-    return value
+    return check_positive(f"{owner} {name}", value)
 
 
 def _in_unit(name: str, value: Any, owner: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise ValueError(f"xpnet: {owner} {name} must be a number, got {value!r}")
-    value = float(value)
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"xpnet: {owner} {name} must be in [0, 1), got {value}")
-    return value
+    return check_number(f"{owner} {name}", value, low=0.0, high=1.0, high_open=True)
 
 
 def _non_negative(name: str, value: Any, owner: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise ValueError(f"xpnet: {owner} {name} must be a number, got {value!r}")
-    value = float(value)
-    if not (math.isfinite(value) and value >= 0.0):
-        raise ValueError(f"xpnet: {owner} {name} must be >= 0, got {value}")
-    return value
+    return check_non_negative(f"{owner} {name}", value)
 
 
 class Optimizer:
@@ -55,13 +52,21 @@ class Optimizer:
     Every optimizer takes ``lr`` and an optional ``schedule``
     (:class:`xpnet.schedules.LRSchedule`): before each update the rate becomes
     ``lr * schedule.factor(updates made so far)``.
+
+    Every optimizer also takes ``hooks``: :class:`GradientHook` objects (see
+    :meth:`add_hook`) called, in order, on the gradients before each update.
     """
 
     name = "optimizer"
     #: Names of the per-parameter state arrays, in checkpoint order.
     state_names: tuple[str, ...] = ()
 
-    def __init__(self, lr: float, schedule: LRSchedule | None = None) -> None:
+    def __init__(
+        self,
+        lr: float,
+        schedule: LRSchedule | None = None,
+        hooks: Iterable[GradientHook] | None = None,
+    ) -> None:
         #: The rate given at construction; :attr:`lr` is the rate of the current update.
         self.base_lr = _positive("lr", lr, type(self).__name__)
         self.lr = self.base_lr
@@ -74,6 +79,28 @@ class Optimizer:
         self.steps_done = 0
         self._state: dict[int, tuple[Parameter, dict[str, Any]]] = {}
         self._flat: _FlatState | None = None
+        #: Gradient hooks, called in order before every update (see :meth:`add_hook`).
+        self.hooks: list[GradientHook] = []
+        #: Rows of the batch whose gradient the next update applies, when the training loop
+        #: says so (``fit`` does); hooks that scale with the batch read it.
+        self.batch_rows: int | None = None
+        for hook in hooks or ():
+            self.add_hook(hook)
+
+    def add_hook(self, hook: GradientHook) -> None:
+        """Append a gradient hook: ``hook(optimizer, params, buffer)`` runs before each update.
+
+        ``buffer`` is the :class:`~xpnet.parameter.ParameterBuffer` of ``params`` when they
+        are exactly its parameters (then ``buffer.grad`` is the flat gradient the update
+        reads), else None (then the hook works on each ``p.grad``). Hooks are not part of
+        :meth:`hyperparameters`, so checkpoints do not record them.
+        """
+        if not isinstance(hook, GradientHook):
+            raise TypeError(
+                f"xpnet: optimizer hooks must be xpnet.optimizers.GradientHook instances, "
+                f"got {type(hook).__name__}"
+            )
+        self.hooks.append(hook)
 
     def step(self, params: Iterable[Parameter]) -> None:
         """Update each parameter in place from its ``grad``.
@@ -87,6 +114,11 @@ class Optimizer:
         if self.schedule is not None:
             self.lr = self.base_lr * self.schedule.factor(self.steps_done)
         self.steps_done += 1
+        if self.hooks:
+            buf = params[0].buffer if params else None
+            held = buf if buf is not None and buf.holds(params) else None
+            for hook in self.hooks:
+                hook(self, params, held)
         flat = self._flat_state(params)
         if flat is not None:
             flat.step(self)
@@ -241,8 +273,9 @@ class SGD(Optimizer):
         weight_decay: float = 0.0,
         dampening: float = 0.0,
         schedule: LRSchedule | None = None,
+        hooks: Iterable[GradientHook] | None = None,
     ) -> None:
-        super().__init__(lr, schedule)
+        super().__init__(lr, schedule, hooks)
         self.momentum = _in_unit("momentum", momentum, "SGD")
         self.weight_decay = _non_negative("weight_decay", weight_decay, "SGD")
         self.dampening = _in_unit("dampening", dampening, "SGD")
@@ -299,8 +332,9 @@ class Adam(Optimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
         schedule: LRSchedule | None = None,
+        hooks: Iterable[GradientHook] | None = None,
     ) -> None:
-        super().__init__(lr, schedule)
+        super().__init__(lr, schedule, hooks)
         owner = type(self).__name__
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"xpnet: {owner} betas must be a pair of numbers, got {betas!r}")
@@ -353,8 +387,9 @@ class AdamW(Adam):
         eps: float = 1e-8,
         weight_decay: float = 1e-2,
         schedule: LRSchedule | None = None,
+        hooks: Iterable[GradientHook] | None = None,
     ) -> None:
-        super().__init__(lr, betas, eps, weight_decay, schedule)
+        super().__init__(lr, betas, eps, weight_decay, schedule, hooks)
 
     def _decay(self, p: Parameter, g: Any) -> Any:
         if self.weight_decay:
@@ -381,8 +416,9 @@ class RMSProp(Optimizer):
         momentum: float = 0.0,
         centered: bool = False,
         schedule: LRSchedule | None = None,
+        hooks: Iterable[GradientHook] | None = None,
     ) -> None:
-        super().__init__(lr, schedule)
+        super().__init__(lr, schedule, hooks)
         self.alpha = _in_unit("alpha", alpha, "RMSProp")
         self.eps = _positive("eps", eps, "RMSProp")
         self.weight_decay = _non_negative("weight_decay", weight_decay, "RMSProp")
@@ -419,6 +455,96 @@ class RMSProp(Optimizer):
             "momentum": self.momentum,
             "centered": self.centered,
         }
+
+
+class GradientHook:
+    """Something an optimizer calls on the gradients before each update (Chainer's
+    ``optimizer_hooks``): ``hook(optimizer, params, buffer)`` changes the gradients in place.
+
+    ``buffer`` is the parameters' :class:`~xpnet.parameter.ParameterBuffer` when the update
+    goes over its flat arrays (one operation on ``buffer.grad`` then serves every parameter),
+    else None (work on each ``p.grad``).
+    """
+
+    def __call__(
+        self, optimizer: Optimizer, params: Sequence[Parameter], buffer: ParameterBuffer | None
+    ) -> None:
+        raise NotImplementedError
+
+
+def _is_weight(p: Parameter) -> bool:
+    # Weight matrices have two or more axes; biases (and scales) are vectors.
+    return len(p.shape) >= 2
+
+
+class WeightDecay(GradientHook):
+    """Add ``rate * w`` to each weight's gradient: the gradient of ``rate / 2 * ||w||^2``.
+
+    Parameters
+    ----------
+    rate : float
+        The coefficient (>= 0).
+    weights_only : bool, default True
+        Decay only weight matrices (parameters of two or more axes), never biases.
+    """
+
+    def __init__(self, rate: float, weights_only: bool = True) -> None:
+        self.rate = _non_negative("rate", rate, type(self).__name__)
+        self.weights_only = bool(weights_only)
+        self._mask: tuple[ParameterBuffer, Any] | None = None
+
+    def coefficient(self, optimizer: Optimizer) -> float:
+        """The factor of ``w`` added to the gradient in the coming update."""
+        return self.rate
+
+    def __call__(
+        self, optimizer: Optimizer, params: Sequence[Parameter], buffer: ParameterBuffer | None
+    ) -> None:
+        coef = self.coefficient(optimizer)
+        if coef == 0.0:
+            return
+        if buffer is None:
+            for p in params:
+                if p.grad is not None and (_is_weight(p) or not self.weights_only):
+                    p.grad += coef * p.data
+            return
+        if not self.weights_only:
+            buffer.grad += coef * buffer.data
+            return
+        buffer.grad += coef * (self._weight_mask(buffer) * buffer.data)
+
+    def _weight_mask(self, buffer: ParameterBuffer) -> Any:
+        # 1 over the weights, 0 over the biases: the flat update stays one operation.
+        if self._mask is None or self._mask[0] is not buffer:
+            xp = namespace_of(buffer.data)
+            d = buffer.data
+            parts = [
+                (xp.ones if _is_weight(p) else xp.zeros)((p.size,), dtype=d.dtype, device=d.device)
+                for p in buffer.params
+            ]
+            self._mask = (buffer, xp.concat(parts))
+        return self._mask[1]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.rate!r}, weights_only={self.weights_only!r})"
+
+
+class L2Penalty(WeightDecay):
+    """scikit-learn's L2 term: ``alpha * w / n_batch`` added to each weight's gradient.
+
+    It is the gradient of ``alpha * ||w||^2 / (2 n_batch)`` added to a batch's mean loss,
+    with ``n_batch`` the rows of the batch (the optimizer's ``batch_rows``, which ``fit``
+    sets before each update; the last batch of an epoch may be smaller).
+    """
+
+    def coefficient(self, optimizer: Optimizer) -> float:
+        rows = optimizer.batch_rows
+        if rows is None:
+            raise ValueError(
+                "xpnet: L2Penalty needs the batch size: set optimizer.batch_rows before "
+                "step() (fit does)"
+            )
+        return self.rate / rows
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {

@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .validation import check_non_negative_int, check_number
+
 __all__ = ["SCHEDULES", "CosineDecay", "LRSchedule", "StepDecay", "schedule_from_config"]
 
 
@@ -37,22 +39,18 @@ class LRSchedule:
 
 
 def _non_negative_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"xpnet: schedule {name} must be an integer >= 0, got {value!r}")
-    return value
+    return check_non_negative_int(f"schedule {name}", value)
 
 
 def _unit_factor(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"xpnet: schedule factor must be a number in [0, 1], got {value!r}")
-    return float(value)
+    return check_number("schedule factor", value, low=0.0, high=1.0)
 
 
 class StepDecay(LRSchedule):
     """The full rate for the first ``at_step`` updates, then ``factor`` times it.
 
     A final low-rate phase settles weights that a constant Adam rate keeps shaking; on MNIST
-    it is what makes ``xpnet train``'s defaults reliably pass 98% (see ``xpnet.cli``).
+    it is what makes ``xpnet train``'s defaults reliably pass 98% (see :mod:`xpnet.recipe`).
     """
 
     name = "step"

@@ -13,8 +13,11 @@ Differences from scikit-learn's MLP
 -----------------------------------
 * The L2 penalty ``alpha`` is applied as scikit-learn applies it: each weight matrix's
   gradient gains ``alpha * W / n_batch`` (biases are not penalised), which is the gradient of
-  ``alpha * ||W||^2 / (2 n_batch)`` added to the batch loss. It is *not* the optimizer's
-  ``weight_decay``.
+  ``alpha * ||W||^2 / (2 n_batch)`` added to the batch loss: an
+  :class:`xpnet.optimizers.L2Penalty` hook on the optimizer while the estimator trains. It is
+  *not* the optimizer's ``weight_decay``.
+* Training is one :meth:`xpnet.Sequential.fit` call; the stopping rules (``tol``,
+  ``n_iter_no_change``, ``early_stopping``) are a callback on it.
 * A classifier always has one softmax output per class (scikit-learn uses one logistic unit
   for two classes); the predictions and probabilities are the same function.
 * The regressor minimises xpnet's :class:`~xpnet.losses.MeanSquaredError`, the mean of the
@@ -28,7 +31,6 @@ from __future__ import annotations
 import itertools
 import numbers
 import warnings
-from collections.abc import Iterable
 from typing import Any, Literal
 
 import numpy as np
@@ -41,13 +43,20 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .backend import BACKEND_NAMES, namespace_of, to_numpy
+from .callbacks import EarlyStopping, ModelState
 from .io.arrays import buffer_arrays, restore_buffers
 from .layers import Dense
 from .layers.activations import normalize_activation
 from .losses import Loss, MeanSquaredError, SoftmaxCrossEntropy
 from .model import Sequential
-from .optimizers import OPTIMIZERS, SGD, Adam, AdamW, Optimizer, RMSProp
-from .parameter import Parameter
+from .optimizers import OPTIMIZERS, SGD, Adam, AdamW, L2Penalty, Optimizer, RMSProp
+from .validation import (
+    check_choice,
+    check_non_negative,
+    check_number,
+    check_positive,
+    check_positive_int,
+)
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -64,48 +73,68 @@ _PREDICT_BATCH = 1024
 
 
 # --------------------------------------------------------------------------- training helpers
-class _RowCountingCE(SoftmaxCrossEntropy):
-    """Softmax cross-entropy that remembers the rows of the last batch (for the L2 term)."""
+class _SklearnStopping(EarlyStopping):
+    """scikit-learn's stopping rules as a callback on :meth:`Sequential.fit`.
 
-    rows = 1
-
-    def forward(self, output: Any, target: Any) -> Any:
-        self.rows = int(output.shape[0])  # shape metadata: no device read
-        return super().forward(output, target)
-
-
-class _RowCountingMSE(MeanSquaredError):
-    """Mean squared error that remembers the rows of the last batch (for the L2 term)."""
-
-    rows = 1
-
-    def forward(self, output: Any, target: Any) -> Any:
-        self.rows = int(output.shape[0])
-        return super().forward(output, target)
-
-
-class _L2Penalty(Optimizer):
-    """Adds scikit-learn's L2 gradient ``alpha * W / n_batch`` to each weight, then steps.
-
-    Biases (parameters not named ``"W"``) are left alone, as in scikit-learn. The batch size
-    comes from the loss, which saw the batch just before this step.
+    After each epoch it records ``loss_curve_`` (the epoch's loss plus the L2 term), then
+    either the validation score (``early_stopping``: ``validation_scores_``,
+    ``best_validation_score_``, the best epoch's state kept and put back when training ends)
+    or the training loss (``best_loss_``), counting epochs without an improvement of ``tol``;
+    more than ``n_iter_no_change`` of them stop training.
     """
 
-    name = "l2_penalty"
+    def __init__(
+        self,
+        estimator: _BaseMLP,
+        n: int,
+        n_batches: int,
+        validation: tuple[np.ndarray, np.ndarray] | None,
+        incremental: bool,
+    ) -> None:
+        super().__init__(monitor="loss", restore_best_weights=validation is not None)
+        self.estimator = estimator
+        self.n, self.n_batches = n, n_batches
+        self.validation = validation
+        self.incremental = incremental
+        self.converged = False
 
-    def __init__(self, inner: Optimizer, alpha: float, loss: _RowCountingCE | _RowCountingMSE):
-        super().__init__(inner.lr)
-        self.inner = inner
-        self.alpha = alpha
-        self._loss = loss
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        super().on_train_begin(logs)
+        self.converged = False
 
-    def step(self, params: Iterable[Parameter]) -> None:
-        params = list(params)
-        coef = self.alpha / self._loss.rows
-        for p in params:
-            if p.name == "W" and p.grad is not None:
-                p.grad += coef * p.data  # backward rewrites the whole grad every step
-        self.inner.step(params)
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        est = self.estimator
+        est.n_iter_ += 1
+        est.t_ += self.n
+        value = float((logs or {})["loss"]) + est._penalty(self.n_batches, self.n)
+        est.loss_curve_.append(value)
+        if est.verbose:
+            print(f"Iteration {est.n_iter_}, loss = {value:.8f}")
+        if self.validation is not None:
+            if est._update_validation(est._validation_score(*self.validation)):
+                self.best_epoch = epoch
+                if self.best_state is None:
+                    self.best_state = ModelState(self.model)
+                else:
+                    self.best_state.update()
+        else:
+            est._update_loss_progress(value)
+        if self.incremental or est._no_improvement_count <= est.n_iter_no_change:
+            return
+        if est.verbose:
+            what = "Validation score" if self.validation is not None else "Training loss"
+            print(
+                f"{what} did not improve more than tol={est.tol} for "
+                f"{est.n_iter_no_change} consecutive epochs. Stopping."
+            )
+        self.converged = True
+        self.stopped_epoch = epoch
+        self.model.stop_training = True
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        # scikit-learn keeps the best validation epoch's weights however training ended.
+        if self.best_state is not None:
+            self.best_state.restore()
 
 
 def _make_optimizer(solver: str, lr: float) -> Optimizer:
@@ -202,9 +231,6 @@ class _BaseMLP(BaseEstimator):
         self.dtype = dtype
 
     # ---- hooks the subclasses fill in
-    def _make_loss(self) -> _RowCountingCE | _RowCountingMSE:
-        raise NotImplementedError
-
     def _plain_loss(self) -> Loss:
         raise NotImplementedError
 
@@ -228,44 +254,27 @@ class _BaseMLP(BaseEstimator):
         return [int(s) for s in sizes]
 
     def _check_hyperparameters(self) -> None:
-        def number(name: str, low: float, high: float | None = None, *, open_low: bool) -> None:
-            value = getattr(self, name)
-            ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-            ok = ok and np.isfinite(value) and (value > low if open_low else value >= low)
-            ok = ok and (high is None or value < high)
-            if not ok:
-                bound = f"{'>' if open_low else '>='} {low}" + (f" and < {high}" if high else "")
-                raise ValueError(f"xpnet: {name} must be a number {bound}, got {value!r}")
-
-        def integer(name: str, low: int) -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-                raise ValueError(f"xpnet: {name} must be an integer >= {low}, got {value!r}")
-
+        # Checks only: scikit-learn estimators keep their parameters exactly as given.
         self._hidden_sizes()
-        if self.activation not in _HIDDEN_ACTIVATIONS:
-            raise ValueError(
-                f"xpnet: activation must be one of {', '.join(_HIDDEN_ACTIVATIONS)}, "
-                f"got {self.activation!r}"
-            )
-        if self.solver not in _SOLVERS:
-            raise ValueError(
-                f"xpnet: solver must be one of {', '.join(_SOLVERS)}, got {self.solver!r}"
-            )
-        number("learning_rate_init", 0.0, open_low=True)
-        number("alpha", 0.0, open_low=False)
-        number("tol", 0.0, open_low=False)
-        number("validation_fraction", 0.0, 1.0, open_low=True)
-        integer("max_iter", 1)
-        integer("n_iter_no_change", 1)
+        check_choice("activation", self.activation, _HIDDEN_ACTIVATIONS)
+        check_choice("solver", self.solver, _SOLVERS)
+        check_positive("learning_rate_init", self.learning_rate_init)
+        check_non_negative("alpha", self.alpha)
+        check_non_negative("tol", self.tol)
+        check_number(
+            "validation_fraction",
+            self.validation_fraction,
+            low=0.0,
+            high=1.0,
+            low_open=True,
+            high_open=True,
+        )
+        check_positive_int("max_iter", self.max_iter)
+        check_positive_int("n_iter_no_change", self.n_iter_no_change)
         if self.batch_size != "auto":
-            integer("batch_size", 1)
-        if self.backend not in BACKEND_NAMES:
-            raise ValueError(
-                f"xpnet: backend must be one of {', '.join(BACKEND_NAMES)}, got {self.backend!r}"
-            )
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"xpnet: dtype must be 'float32' or 'float64', got {self.dtype!r}")
+            check_positive_int("batch_size", self.batch_size)
+        check_choice("backend", self.backend, BACKEND_NAMES)
+        check_choice("dtype", self.dtype, ("float32", "float64"))
 
     def _batch_size_for(self, n: int) -> int:
         if self.batch_size == "auto":
@@ -314,10 +323,11 @@ class _BaseMLP(BaseEstimator):
             self.best_loss_ = np.inf
 
     def _train(self, X: np.ndarray, y: np.ndarray, *, incremental: bool) -> None:
-        """Run epochs on encoded targets ``y`` (class indices or real values)."""
-        early_stopping = self.early_stopping and not incremental
-        X_val = y_val = None
-        if early_stopping:
+        """Run epochs on encoded targets ``y`` (class indices or real values) through
+        :meth:`Sequential.fit`, with scikit-learn's stopping rules and L2 term as a callback
+        and an optimizer hook."""
+        validation = None
+        if self.early_stopping and not incremental:
             stratify = y if isinstance(self, ClassifierMixin) else None
             X, X_val, y, y_val = train_test_split(
                 X,
@@ -326,61 +336,38 @@ class _BaseMLP(BaseEstimator):
                 test_size=self.validation_fraction,
                 stratify=stratify,
             )
+            validation = (X_val, y_val)
         model = self.model_
         n = int(X.shape[0])
         batch_size = self._batch_size_for(n)
-        n_batches = -(-n // batch_size)
-        loss = self._make_loss()
-        inner = model.optimizer if model.optimizer is not None else Adam(self.learning_rate_init)
-        opt = _L2Penalty(inner, float(self.alpha), loss) if self.alpha > 0 else inner
-        # Move the data once per call; each epoch then trains on the device copy.
-        Xd = model.backend.asarray(X, dtype=model.dtype)
-        yd = model.backend.asarray(y, dtype="int64" if y.dtype.kind in "iu" else model.dtype)
-        best_params: list[Any] | None = None
+        if model.optimizer is None:
+            model.optimizer = _make_optimizer(self.solver, float(self.learning_rate_init))
+        opt = model.optimizer
+        hook = L2Penalty(float(self.alpha)) if self.alpha > 0 else None
+        rules = _SklearnStopping(self, n, -(-n // batch_size), validation, incremental)
+        if hook is not None:
+            opt.add_hook(hook)
         try:
-            for _ in range(1 if incremental else int(self.max_iter)):
-                history = model.fit(
-                    Xd, yd, epochs=1, batch_size=batch_size, optimizer=opt, loss=loss
-                )
-                if not history.epoch:  # interrupted inside the epoch
-                    break
-                self.n_iter_ += 1
-                self.t_ += n
-                value = history.history["loss"][0] + self._penalty(n_batches, n)
-                self.loss_curve_.append(value)
-                if self.verbose:
-                    print(f"Iteration {self.n_iter_}, loss = {value:.8f}")
-                if early_stopping:
-                    assert X_val is not None and y_val is not None
-                    if self._update_validation(self._validation_score(X_val, y_val)):
-                        best_params = [_device_copy(p.data) for p in model.parameters()]
-                else:
-                    self._update_loss_progress(value)
-                if history.interrupted or incremental:
-                    break
-                if self._no_improvement_count > self.n_iter_no_change:
-                    if self.verbose:
-                        what = "Validation score" if early_stopping else "Training loss"
-                        print(
-                            f"{what} did not improve more than tol={self.tol} for "
-                            f"{self.n_iter_no_change} consecutive epochs. Stopping."
-                        )
-                    break
-            else:
-                if not incremental:
-                    warnings.warn(
-                        f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
-                        "and the optimization hasn't converged yet.",
-                        ConvergenceWarning,
-                        stacklevel=4,
-                    )
+            history = model.fit(
+                X,
+                y,
+                epochs=1 if incremental else int(self.max_iter),
+                batch_size=batch_size,
+                optimizer=opt,
+                loss=self._plain_loss(),
+                callbacks=[rules],
+            )
         finally:
-            # Leave a plain model behind: its own optimizer and loss, for save() and evaluate().
-            model.optimizer = inner
-            model.loss = self._plain_loss()
-        if best_params is not None:
-            for p, best in zip(model.parameters(), best_params, strict=True):
-                p.data[...] = best
+            # Leave a plain optimizer behind, for save() and later fits.
+            if hook is not None:
+                opt.hooks.remove(hook)
+        if not (incremental or rules.converged or history.interrupted):
+            warnings.warn(
+                f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
+                "and the optimization hasn't converged yet.",
+                ConvergenceWarning,
+                stacklevel=4,
+            )
 
     def _penalty(self, n_batches: int, n: int) -> float:
         """scikit-learn's epoch loss includes ``alpha ||W||^2 / (2 n_batch)`` per batch."""
@@ -444,18 +431,14 @@ class _BaseMLP(BaseEstimator):
             self.model_ = _model_from_plain(plain)
 
 
-def _device_copy(a: Any) -> Any:
-    return namespace_of(a).asarray(a, copy=True)
-
-
 class MLPClassifier(ClassifierMixin, _BaseMLP):
     """A multi-layer perceptron classifier trained by xpnet, with scikit-learn's interface.
 
     The network is ``Dense -> activation`` for each entry of ``hidden_layer_sizes``, then a
     linear ``Dense`` with one output per class, trained with
-    :class:`~xpnet.losses.SoftmaxCrossEntropy` by :meth:`xpnet.Sequential.fit`, one epoch at
-    a time so that ``tol``, ``n_iter_no_change`` and ``early_stopping`` act as in
-    :class:`sklearn.neural_network.MLPClassifier`.
+    :class:`~xpnet.losses.SoftmaxCrossEntropy` by :meth:`xpnet.Sequential.fit`; a callback
+    applies ``tol``, ``n_iter_no_change`` and ``early_stopping`` after each epoch, as
+    :class:`sklearn.neural_network.MLPClassifier` does.
 
     Parameters
     ----------
@@ -528,9 +511,6 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     >>> clf.score(X, y) > 0.9
     True
     """
-
-    def _make_loss(self) -> _RowCountingCE:
-        return _RowCountingCE()
 
     def _plain_loss(self) -> Loss:
         return SoftmaxCrossEntropy()
@@ -661,9 +641,6 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     >>> reg.score(X, y) > 0.95
     True
     """
-
-    def _make_loss(self) -> _RowCountingMSE:
-        return _RowCountingMSE()
 
     def _plain_loss(self) -> Loss:
         return MeanSquaredError()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, TypeVar
 
 from xpnet.errors import DataError, DownloadError
+from xpnet.validation import check_positive
 
 __all__ = ["RETRIES", "RETRY_BACKOFF", "USER_AGENT", "fetch_file", "mirror_url"]
 
@@ -148,8 +149,7 @@ def fetch_file(
         If no mirror delivered a file that passed ``verify``; the message lists every
         mirror's failure. Nothing is left in ``dest_dir`` in that case.
     """
-    if timeout <= 0:
-        raise ValueError(f"timeout must be positive, got {timeout!r}")
+    timeout = check_positive("timeout", timeout)
     if not mirrors:
         raise DownloadError(f"cannot download {filename}: no mirrors given")
     retries = RETRIES if retries is None else retries

@@ -5,14 +5,13 @@ These run on NumPy arrays on the host, before data is moved to an accelerator.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from xpnet.errors import DataError
+from xpnet.validation import check_non_negative_int, check_number
 
-__all__ = ["one_hot", "standardize", "to_unit_range", "train_val_split"]
+__all__ = ["one_hot", "scale_pixels", "standardize", "to_unit_range", "train_val_split"]
 
 
 def _float_dtype(dtype: DTypeLike, name: str = "dtype") -> np.dtype:
@@ -61,6 +60,43 @@ def to_unit_range(X: ArrayLike, dtype: DTypeLike = "float32") -> np.ndarray:
     out = X.astype(dt, copy=True)
     out /= dt.type(255)
     return out
+
+
+def scale_pixels(X: ArrayLike, max_value: int, dtype: DTypeLike = "float32") -> np.ndarray:
+    """Scale raw pixels from 0..``max_value`` to [0, 1] (255: :func:`to_unit_range`).
+
+    Parameters
+    ----------
+    X : array_like
+        Pixel values in [0, ``max_value``], such as 0..16 for scikit-learn's 8x8 digits.
+    max_value : int
+        The full-scale pixel value.
+    dtype : dtype-like, optional
+        Floating-point dtype of the result.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``X / max_value`` as a new array of ``dtype``, same shape as ``X``.
+
+    Raises
+    ------
+    DataError
+        If ``X`` is not numeric, or holds values outside [0, ``max_value``] or non-finite values.
+    """
+    if max_value == 255:
+        return to_unit_range(X, dtype)
+    dt = _float_dtype(dtype)
+    X = np.asarray(X)
+    if X.dtype.kind not in "biuf":
+        raise DataError(f"expected numeric pixel values, got dtype {X.dtype}")
+    if X.size and X.dtype.kind == "f" and not np.isfinite(X).all():
+        raise DataError("the pixel values include NaN or infinity")
+    if X.size and (X.min() < 0 or X.max() > max_value):
+        raise DataError(
+            f"expected pixel values in [0, {max_value}], found min {X.min():g} and max {X.max():g}"
+        )
+    return X.astype(dt) / np.asarray(max_value, dtype=dt)
 
 
 def standardize(
@@ -161,8 +197,8 @@ def one_hot(y: ArrayLike, n_classes: int | None = None, dtype: DTypeLike = "floa
         raise DataError(f"one_hot expects integer labels, got dtype {y.dtype}")
     if n_classes is None:
         n_classes = int(y.max()) + 1 if y.size else 0
-    elif n_classes < 0:
-        raise ValueError(f"n_classes must be non-negative, got {n_classes}")
+    else:
+        n_classes = check_non_negative_int("n_classes", n_classes)
     if y.size and (int(y.min()) < 0 or int(y.max()) >= n_classes):
         raise DataError(
             f"one_hot: labels must lie in 0..{n_classes - 1}, found min {int(y.min())} and "
@@ -226,10 +262,9 @@ def train_val_split(
         If ``X`` and ``y`` have different lengths, ``y`` is not 1-D, or there are fewer
         than two samples.
     """
-    if not isinstance(val_fraction, (int, float, np.floating)) or not (
-        math.isfinite(val_fraction) and 0.0 < val_fraction < 1.0
-    ):
-        raise ValueError(f"val_fraction must be strictly between 0 and 1, got {val_fraction!r}")
+    val_fraction = check_number(
+        "val_fraction", val_fraction, low=0.0, high=1.0, low_open=True, high_open=True
+    )
     X = np.asarray(X)
     y = np.asarray(y)
     if y.ndim != 1:

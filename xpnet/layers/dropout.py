@@ -1,4 +1,4 @@
-"""Inverted dropout with masks drawn from the host generator."""
+"""Inverted dropout with counter-based masks computed on the input's device."""
 
 from __future__ import annotations
 
@@ -6,24 +6,23 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import backend_of, namespace_of
+from ..backend import namespace_of
+from ..random import keep_mask, key_words
 from .base import Layer
 
-# Masks drawn per transfer: 4 Mi elements (16 MiB as float32) keeps the host copy and the
-# device chunk small while cutting the transfers of an MNIST epoch from one per batch to a few.
-_PLAN_ELEMENTS = 1 << 22
+# The counter of forwards outside fit is a 32-bit step; past it a fresh seed is drawn.
+_STEP_LIMIT = 1 << 32
 
 
 class Dropout(Layer):
     """Zero each unit with probability ``p`` during training, scaling survivors by 1/(1-p).
 
-    The mask is drawn from the model's host ``numpy.random.Generator`` and moved to the
-    device, so a given seed drops the same units on every backend. At inference the layer is
-    the identity.
-
-    Inside ``fit`` the masks of many batches are drawn and moved at once (see
-    :meth:`plan_epoch`): a copy from ordinary host memory makes the host wait for the GPU,
-    and once per batch that wait would serialise the whole training loop.
+    The mask is a hash of ``(seed, step, global row, column)`` computed in the input's array
+    namespace on its device (see :mod:`xpnet.random`): no host draw, no transfer, and the same
+    bits on every backend. Inside ``fit`` the training loop fixes the key of each forward
+    with :meth:`set_random_key`. A training forward called by hand without a key draws one
+    seed from the layer's host generator ``rng`` (the model's, set by ``Sequential.add``) and
+    counts its calls as steps. At inference the layer is the identity.
     """
 
     kind = "Dropout"
@@ -33,62 +32,63 @@ class Dropout(Layer):
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
             raise ValueError(f"xpnet: Dropout p must be a number in [0, 1), got {p!r}")
         self.p = float(p)
-        self.rng: np.random.Generator | None = None
+        self._rng: np.random.Generator | None = None
         self._mask: Any = None
-        self._plan: tuple[int, int] | None = None  # (rows left to draw, batch size)
-        self._chunk: Any = None
-        self._pos = 0
+        self._key: tuple[int, int, int] | None = None  # set for the next training forward
+        self._own_seed: int | None = None  # the stream of forwards without a key
+        self._own_step = 0
 
-    def plan_epoch(self, rows: int, batch_size: int) -> None:
-        """Announce ``rows`` rows of training forwards in batches of ``batch_size``.
+    @property
+    def rng(self) -> np.random.Generator | None:
+        """Host generator that seeds training forwards made without :meth:`set_random_key`."""
+        return self._rng
 
-        Masks are then drawn lazily, in forward order, in chunks of whole batches, so the
-        generator is consumed the same way on every backend and the chunk never outlives the
-        epoch (a checkpoint at the epoch's end holds the generator state exactly).
-        """
-        self._plan = (int(rows), int(batch_size))
-        self._chunk = None
-        self._pos = 0
+    @rng.setter
+    def rng(self, rng: np.random.Generator | None) -> None:
+        # A new generator starts a new stream: the same generator state, the same masks.
+        self._rng = rng
+        self._own_seed = None
+        self._own_step = 0
 
-    def end_epoch(self) -> None:
-        """Drop the planned masks (the next forwards draw per call again)."""
-        self._plan = None
-        self._chunk = None
+    def set_random_key(self, seed: int, step: int, row_offset: int = 0) -> None:
+        """Fix the mask of the next training forward (see :meth:`Layer.set_random_key`)."""
+        key_words(seed, step)  # validates both now, not at the forward
+        if isinstance(row_offset, bool) or not isinstance(row_offset, (int, np.integer)):
+            raise TypeError(
+                f"xpnet: row_offset must be an integer, got {type(row_offset).__name__}"
+            )
+        if row_offset < 0:
+            raise ValueError(f"xpnet: row_offset must be >= 0, got {row_offset}")
+        self._key = (int(seed), int(step), int(row_offset))
 
-    def _draw(self, shape: tuple[int, ...]) -> np.ndarray:
-        if self.rng is None:
+    def _next_key(self) -> tuple[int, int, int]:
+        key = self._key
+        if key is not None:
+            self._key = None  # one key, one forward
+            return key
+        if self._rng is None:
             raise RuntimeError(
                 "xpnet: Dropout has no random generator; put it in a Sequential model "
-                "(which hands it the model's generator) or set layer.rng"
+                "(which hands it the model's generator), set layer.rng, or call "
+                "set_random_key before a training forward"
             )
-        return self.rng.random(shape, dtype=np.float32) >= self.p
-
-    def _scaled(self, keep: np.ndarray, like: Any) -> Any:
-        xp = namespace_of(like)
-        return xp.astype(backend_of(like).asarray(keep), like.dtype) * (1.0 / (1.0 - self.p))
-
-    def _planned_mask(self, x: Any) -> Any:
-        rows, width = int(x.shape[0]), int(x.shape[1])
-        chunk = self._chunk
-        if chunk is None or self._pos + rows > int(chunk.shape[0]) or chunk.shape[1] != width:
-            if self._plan is None or self._plan[0] < rows:
-                return None
-            left, batch = self._plan
-            per_chunk = max(batch, (_PLAN_ELEMENTS // max(width, 1)) // batch * batch)
-            n = min(left, per_chunk)
-            self._chunk = chunk = self._scaled(self._draw((n, width)), x)
-            self._plan = (left - n, batch)
-            self._pos = 0
-        mask = chunk[self._pos : self._pos + rows, ...]
-        self._pos += rows
-        return mask
+        if self._own_seed is None or self._own_step >= _STEP_LIMIT:
+            self._own_seed = int(self._rng.integers(0, 2**63 - 1))
+            self._own_step = 0
+        step = self._own_step
+        self._own_step += 1
+        return self._own_seed, step, 0
 
     def forward(self, x: Any, training: bool = False) -> Any:
         if not training or self.p == 0.0:
+            if training:
+                self._key = None
             self._mask = None
             return x
-        mask = self._planned_mask(x) if self._plan is not None and x.ndim == 2 else None
-        self._mask = self._scaled(self._draw(tuple(x.shape)), x) if mask is None else mask
+        seed, step, row_offset = self._next_key()
+        xp = namespace_of(x)
+        keep = keep_mask(x, self.p, seed, step, row_offset, xp=xp)
+        self._mask = xp.astype(keep, x.dtype) * (1.0 / (1.0 - self.p))
         return x * self._mask
 
     def backward(self, grad: Any, need_input_grad: bool = True) -> Any:
