@@ -11,16 +11,17 @@ Compiler flags, and why:
 * ``error_model="numpy"``: division by zero gives inf/NaN as in NumPy instead of raising,
   which also removes the per-division check that stops vectorisation (the cause of the
   "1.7x slower" measurement in ``benchmarks/NOTES.md`` §5).
-* ``fastmath={"nsz", "arcp", "contract", "afn", "reassoc"}`` for the kernels built on
-  ``exp``/``tanh``/``log`` and the row sums (which need ``reassoc`` to vectorise), but only
-  ``{"nsz", "arcp"}`` for the algebraic ones (backward kernels, bias, optimizer updates):
-  there a fused multiply-add is *more* exact than NumPy's two roundings, and that is the
-  trouble, since ``1 - y*y`` near ``|y| = 1`` cancels and turns a one-rounding difference
-  into thousands of ulps (found by ``tests/test_kernels_numba.py``). None of them has
-  ``nnan`` or ``ninf``: with those LLVM may assume no NaN or infinity exists and fold the
-  very comparisons the divergence guard relies on. The kept flags change results by a
-  rounding or two (a reciprocal for a division, a reordered row sum), never a NaN into a
-  number.
+* ``fastmath={"nsz", "arcp", "contract", "afn", "reassoc"}`` for the row kernels
+  (log-softmax with its ``exp``/``log``, softmax's backward), whose row sums need
+  ``reassoc`` to vectorise, but only ``{"nsz", "arcp"}`` for the algebraic ones (backward
+  kernels, bias, optimizer updates): there a fused multiply-add is *more* exact than NumPy's
+  two roundings, and that is the trouble, since ``1 - y*y`` near ``|y| = 1`` cancels and
+  turns a one-rounding difference into thousands of ulps (found by
+  ``tests/test_kernels_numba.py``). None of them has ``nnan`` or ``ninf``: with those LLVM
+  may assume no NaN or infinity exists and fold the very comparisons the divergence guard
+  relies on. The kept flags change results by a rounding or two (a reciprocal for a
+  division, a reordered row sum), never a NaN into a number. Forward activations are not
+  compiled beyond ReLU/leaky ReLU (see :class:`NumbaKernels`).
 * ``cache=True``: compiled code is written next to this file, or, where that directory is
   read-only (a system site-packages), numba itself falls back to its user-wide cache
   (``~/.cache/numba``); ``NUMBA_CACHE_DIR`` set by the user wins over both. xpnet sets
