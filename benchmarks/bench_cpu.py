@@ -1,5 +1,7 @@
 """Side-by-side CPU training benchmark: xpnet (numpy) vs PyTorch eager vs scikit-learn.
 
+PyTorch runs twice by default: eager Adam (``torch``) and fused Adam (``torch-fused``).
+
 Each run trains one case in a fresh subprocess (so peak memory is that run's own), and the
 runs alternate between libraries (A B C A B C ...) so drift in machine load hits all alike.
 
@@ -34,7 +36,7 @@ CASES = {
     "deep-b32": {"hidden": [256, 128, 64, 32], "batch": 32},
     "small-b128": {"hidden": [128, 64], "batch": 128},
 }
-LIBS = ("xpnet", "torch", "sklearn")
+LIBS = ("xpnet", "torch", "torch-fused", "sklearn")
 
 
 # Run from a checkout without installing: the package sits beside this folder.
@@ -86,7 +88,10 @@ def _run_xpnet(case: dict, epochs: int, seed: int) -> dict:
     hist = model.fit(
         X, y, epochs=epochs, batch_size=case["batch"], optimizer=Adam(lr=1e-3), seed=seed
     )
+    from xpnet.kernels import get_kernels
+
     return {
+        "kernels": get_kernels(np).name,
         "epoch_seconds": hist.history["seconds"],
         "test_accuracy": model.evaluate(Xt, yt)["accuracy"],
     }
@@ -187,7 +192,7 @@ def _spawn(lib: str, case: str, epochs: int, seed: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--worker", choices=[*LIBS, "torch-fused"])
+    ap.add_argument("--worker", choices=LIBS)
     ap.add_argument("--case", default=None)
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--libs", default=",".join(LIBS))
@@ -282,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
             k: os.environ.get(k)
             for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
         },
+        "xpnet_kernels": sorted(
+            {r.get("kernels", "?") for c in results.values() for r in c.get("xpnet", [])}
+        ),
     }
     path = out / f"cpu-{stamp}.json"
     path.write_text(json.dumps({"meta": meta, "rows": rows, "raw": results}, indent=1))

@@ -434,23 +434,17 @@ class RMSProp(Optimizer):
                 state["grad_avg"] = xp.zeros_like(p.data)
             if self.momentum:
                 state["momentum_buffer"] = xp.zeros_like(p.data)
-        sq = state["square_avg"]
-        sq *= self.alpha
-        sq += (1.0 - self.alpha) * (g * g)
-        if self.centered:
-            ga = state["grad_avg"]
-            ga *= self.alpha
-            ga += (1.0 - self.alpha) * g
-            denom = xp.sqrt(sq - ga * ga) + self.eps
-        else:
-            denom = xp.sqrt(sq) + self.eps
-        if self.momentum:
-            buf = state["momentum_buffer"]
-            buf *= self.momentum
-            buf += g / denom
-            p.data -= self.lr * buf
-        else:
-            p.data -= self.lr * (g / denom)
+        get_kernels(xp).rmsprop_update(
+            p.data,
+            g,
+            state["square_avg"],
+            state["grad_avg"] if self.centered else None,
+            state["momentum_buffer"] if self.momentum else None,
+            lr=self.lr,
+            alpha=self.alpha,
+            eps=self.eps,
+            momentum=self.momentum,
+        )
 
     def hyperparameters(self) -> dict[str, Any]:
         return {

@@ -44,10 +44,16 @@ def _report_fused_failure(exc: BaseException) -> None:
     )
 
 
-def _make(namespace_name: str, xp: Any) -> PortableKernels:
+def _make(namespace_name: str, xp: Any, forced: str = "") -> PortableKernels:
     if namespace_name.endswith("numpy"):
         from .numpy_fast import NumpyKernels
 
+        if forced != "numpy":
+            try:
+                from .numba_cpu import NumbaKernels
+            except ImportError:  # numba not installed (no wheel for this platform)
+                return NumpyKernels(xp)
+            return NumbaKernels(xp)
         return NumpyKernels(xp)
     if namespace_name.endswith("cupy"):
         try:
@@ -62,14 +68,19 @@ def _make(namespace_name: str, xp: Any) -> PortableKernels:
 def get_kernels(xp: Any) -> PortableKernels:
     """The kernels for namespace ``xp`` (the portable ones if ``XPNET_KERNELS=portable``).
 
+    NumPy gets the numba-compiled kernels when numba imports, else the in-place NumPy ones;
+    ``XPNET_KERNELS=numpy`` forces the latter.
+
     The choice is made once per namespace and then cached, since this is called several
     times per layer per batch; after changing ``XPNET_KERNELS`` call :func:`reset_kernels`.
     """
     name = getattr(xp, "__name__", "")
     k = _by_namespace.get(name)
     if k is None:
-        forced = os.environ.get("XPNET_KERNELS", "").lower() == "portable"
-        k = _by_namespace[name] = PortableKernels(xp) if forced else _make(name, xp)
+        forced = os.environ.get("XPNET_KERNELS", "").lower()
+        k = _by_namespace[name] = (
+            PortableKernels(xp) if forced == "portable" else _make(name, xp, forced)
+        )
     return k
 
 

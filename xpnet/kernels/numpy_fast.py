@@ -117,6 +117,43 @@ class NumpyKernels(PortableKernels):
         tmp *= lr
         p -= tmp
 
+    def rmsprop_update(
+        self,
+        p: Any,
+        g: Any,
+        square_avg: Any,
+        grad_avg: Any | None,
+        momentum_buffer: Any | None,
+        *,
+        lr: float,
+        alpha: float,
+        eps: float,
+        momentum: float,
+    ) -> None:
+        tmp = self._tmp(p)
+        square_avg *= alpha
+        np.multiply(g, g, out=tmp)
+        tmp *= 1.0 - alpha
+        square_avg += tmp
+        if grad_avg is not None:
+            grad_avg *= alpha
+            np.multiply(g, 1.0 - alpha, out=tmp)
+            grad_avg += tmp
+            np.multiply(grad_avg, grad_avg, out=tmp)
+            np.subtract(square_avg, tmp, out=tmp)
+            np.sqrt(tmp, out=tmp)
+        else:
+            np.sqrt(square_avg, out=tmp)
+        tmp += eps
+        np.divide(g, tmp, out=tmp)
+        if momentum_buffer is not None:
+            momentum_buffer *= momentum
+            momentum_buffer += tmp
+            np.multiply(momentum_buffer, lr, out=tmp)
+        else:
+            tmp *= lr
+        p -= tmp
+
 
 def _flush_subnormals(a: np.ndarray, scratch: np.ndarray) -> None:
     tiny = np.finfo(a.dtype).tiny

@@ -179,6 +179,39 @@ class PortableKernels:
         buf += (1.0 - dampening) * g
         p -= lr * (g + momentum * buf) if nesterov else lr * buf
 
+    def rmsprop_update(
+        self,
+        p: Any,
+        g: Any,
+        square_avg: Any,
+        grad_avg: Any | None,
+        momentum_buffer: Any | None,
+        *,
+        lr: float,
+        alpha: float,
+        eps: float,
+        momentum: float,
+    ) -> None:
+        """One RMSProp update in place: ``square_avg = alpha square_avg + (1 - alpha) g^2``;
+        centered when ``grad_avg`` is given (its running mean of ``g`` is subtracted under the
+        root); ``d = sqrt(...) + eps``; with ``momentum_buffer``, ``buf = momentum buf + g / d``
+        and ``p -= lr buf``, else ``p -= lr g / d``."""
+        xp = self._ns(p, g, square_avg)
+        square_avg *= alpha
+        square_avg += (1.0 - alpha) * (g * g)
+        if grad_avg is not None:
+            grad_avg *= alpha
+            grad_avg += (1.0 - alpha) * g
+            denom = xp.sqrt(square_avg - grad_avg * grad_avg) + eps
+        else:
+            denom = xp.sqrt(square_avg) + eps
+        if momentum_buffer is not None:
+            momentum_buffer *= momentum
+            momentum_buffer += g / denom
+            p -= lr * momentum_buffer
+        else:
+            p -= lr * (g / denom)
+
 
 def _checked(act: str) -> str:
     if act not in ACTIVATION_KERNELS:
