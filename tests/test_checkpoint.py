@@ -326,7 +326,7 @@ def test_every_bad_file_raises_checkpoint_error(tmp_path):
         (lambda a, m: a.update({"optimizer.0.m": np.zeros(2, np.float32)}), "training state"),
         (lambda a, m: a.update({"evil name": np.zeros(2, np.float32)}), "unexpected array name"),
         (lambda a, m: m["layers"][1].update(kind="Conv2D"), "unknown layer type 'Conv2D'"),
-        (lambda a, m: m["layers"][0]["config"].update(in_features=0), "positive integer"),
+        (lambda a, m: m["layers"][0]["config"].update(in_features=0), "integer >= 1"),
         (lambda a, m: m["layers"][0]["config"].update(bogus=1), "cannot be rebuilt"),
         (lambda a, m: m["layers"][2]["config"].update(p=1.5), r"in \[0, 1\)"),
         (lambda a, m: m["layers"][1]["config"].update(alpha="0.2"), "alpha|not canonical"),
