@@ -414,3 +414,42 @@ def test_cross_entropy_labels_on_another_device_and_of_another_integer_type():
     z = np.array([[1.0, 2.0, 3.0], [0.0, 1.0, 0.0]])
     expected = np.mean(np.log(np.exp(z).sum(axis=1)) - z[[0, 1], [2, 0]])
     assert float(value) == pytest.approx(expected)
+
+
+# --------------------------------------------------------------------------- parameter buffer
+def test_parameter_buffer_of_one_parameter():
+    from xpnet.parameter import ParameterBuffer
+
+    p = Parameter(np.arange(3.0), "b")
+    buf = ParameterBuffer([p])
+    np.testing.assert_array_equal(buf.data, [0.0, 1.0, 2.0])
+    assert buf.holds([p])
+
+
+def test_parameter_buffer_lives_on_the_parameters_device():
+    xps = pytest.importorskip("array_api_strict")
+    from xpnet.parameter import ParameterBuffer
+
+    device = xps.Device("device1")
+    params = [
+        Parameter(xps.ones((2, 2), dtype=xps.float64, device=device), "W"),
+        Parameter(xps.zeros((2,), dtype=xps.float64, device=device), "b"),
+    ]
+    buf = ParameterBuffer(params)
+    assert buf.data.device == device
+    assert buf.grad.device == device
+    assert all(p.data.device == device and p.grad.device == device for p in params)
+
+
+def test_rebinding_only_the_data_leaves_the_buffer_and_the_step_follows_it():
+    model = Sequential([Dense(WIDTH, WIDTH)], dtype="float64", seed=0)
+    params = model.parameters()
+    buf = params[0].buffer
+    assert buf is not None and buf.holds(params)
+    params[0].data = np.array(params[0].data, copy=True)  # grad still the buffer's view
+    assert not buf.holds(params)
+    params[0].grad[...] = 1.0
+    params[1].grad[...] = 0.0
+    before = params[0].data.copy()
+    SGD(lr=0.5).step(params)
+    np.testing.assert_allclose(params[0].data, before - 0.5)  # the rebound array moved
