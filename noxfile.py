@@ -1,7 +1,9 @@
-"""Developer sessions: ``nox -s tests-cpu``, ``tests-gpu``, ``lint``, ``docs``, ``bench``."""
+"""Developer sessions: ``nox -s tests-cpu``, ``tests-gpu``, ``lint``, ``docs``, ``bench``,
+``mutants``."""
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import shutil
@@ -201,3 +203,39 @@ def bench(session: nox.Session) -> None:
         session.run("python", "benchmarks/bench_gpu.py", env=_data_env())
     else:
         session.log("bench: no NVIDIA driver (nvidia-smi) here, GPU cases skipped")
+
+
+@nox.session
+def mutants(session: nox.Session) -> None:
+    """Mutation testing of the core with mutmut ([tool.mutmut] in pyproject.toml).
+
+    Each mutant runs only the tests that cover the mutated function, on NumPy alone and
+    without the slow and MNIST tests. Prints the score and the surviving mutants; see
+    docs/testing.md for triage. ``nox -s mutants -- "xpnet.losses*"`` tries (and reports) only
+    the mutants whose names match. Results stay in mutants/, so a rerun only tries what changed.
+    """
+    session.install("-e", ".[dev,mutants]")
+    env = {"XPNET_TEST_BACKENDS": "numpy", "OPENBLAS_NUM_THREADS": "1"}
+    children = str(max(1, os.cpu_count() or 1))
+    session.run("mutmut", "run", "--max-children", children, *session.posargs, env=env)
+    out = session.run("mutmut", "results", "--all", "true", env=env, silent=True)
+    patterns = list(session.posargs) or ["*"]
+    counts: dict[str, int] = {}
+    survivors = []
+    for line in str(out).splitlines():
+        name, sep, status = line.strip().rpartition(": ")
+        if not sep or not any(fnmatch.fnmatch(name, p) for p in patterns):
+            continue
+        counts[status] = counts.get(status, 0) + 1
+        if status not in ("killed", "timeout", "not checked", "caught by type check"):
+            survivors.append(f"  {status:>10}  {name}")
+    killed = counts.get("killed", 0) + counts.get("timeout", 0)
+    tried = killed + counts.get("survived", 0) + counts.get("no tests", 0)
+    score = 100.0 * killed / tried if tried else 0.0
+    for line in survivors:
+        print(line)
+    print(
+        f"mutants: {killed} killed of {tried} tried ({score:.1f}%); "
+        + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+    )
+    print("  `mutmut show NAME` prints a mutant's diff; triage it as docs/testing.md says")
