@@ -75,7 +75,7 @@ def test_backward_input_and_parameter_gradients_match_finite_differences(
         loss = SoftmaxCrossEntropy()
         y = backend.asarray(np.array([0, 3, 1, 2]), dtype="int64")
 
-    loss.forward(model.forward(X), y)
+    loss.forward(model.forward(X, training=True), y)
     dX = model.backward(loss.backward(), input_grad=True)
     assert dX is not None, "backward(input_grad=True) must return d(loss)/d(input)"
     dX = xpnet.to_numpy(dX)
@@ -108,7 +108,7 @@ def test_backward_input_and_parameter_gradients_match_finite_differences(
 def test_backward_without_input_grad_returns_none(backend):
     model = _square_model("relu")
     X = backend.asarray(np.eye(WIDTH), dtype="float64")
-    out = model.forward(X)
+    out = model.forward(X, training=True)
     assert model.backward(out) is None
 
 
