@@ -23,6 +23,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 # Document the working tree, not whichever xpnet happens to be installed.
 sys.path.insert(0, str(ROOT))
+# Notebook kernels are processes of their own: point them at the same working tree.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+)
 
 import xpnet  # noqa: E402
 
