@@ -14,7 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout
 
 import numpy as np
 
-from xpnet import Sequential, distributed
+from xpnet import DivergenceError, Sequential, distributed
+from xpnet.callbacks import CSVLogger, ModelCheckpoint
 from xpnet.layers import Dense, Dropout, ReLU
 
 
@@ -65,6 +66,32 @@ def main() -> int:
             ckpt = out / "ckpt"
             history = fit(model, comm, epochs=epochs, seed=3, checkpoint=ckpt, resume=ckpt.exists())
             save(out, comm.rank, model, history)
+        elif scenario == "callbacks":
+            # Per-rank file names, so a rank that wrote would leave its own file behind.
+            r = comm.rank
+            cbs = [CSVLogger(out / f"log{r}.csv"), ModelCheckpoint(out / f"m{r}-{{epoch}}.npz")]
+            model = make_model(100)
+            save(out, r, model, fit(model, comm, epochs=2, verbose=2, callbacks=cbs))
+        elif scenario == "nan":
+            # Row 30 is in rank 1's part of the first batch (rows 25-49 of 50): only rank 1's
+            # loss is infinite, and the guard must still stop both ranks at the same step.
+            X, _, _, _ = problem()
+            y = np.zeros((X.shape[0], 3))
+            y[30] = 1e300  # finite, but its squared error is not
+            try:
+                make_model(100).fit(
+                    X,
+                    y,
+                    batch_size=50,
+                    shuffle=False,
+                    check_every=1,
+                    loss="mse",
+                    communicator=comm,
+                )
+                stopped = "no"
+            except DivergenceError as exc:
+                stopped = str(exc)
+            np.savez(out / f"rank{comm.rank}.npz", stopped=stopped)
         elif scenario == "fail":
             model = make_model(100)
             if comm.rank == 1:

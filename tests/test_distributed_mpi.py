@@ -110,6 +110,22 @@ def test_resume_with_another_number_of_ranks(tmp_path):
     _assert_same_run(results[0], model, history, rtol=1e-10)
 
 
+def test_only_rank_0_prints_and_writes_callback_files(tmp_path):
+    proc = mpirun(2, WORKER, "callbacks", tmp_path)
+    assert proc.stdout.count("epoch 1/2") == 1 and proc.stdout.count("epoch 2/2") == 1
+    names = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("rank"))
+    assert names == ["log0.csv", "m0-1.npz", "m0-2.npz"]
+    r0, r1 = _ranks(tmp_path, 2)
+    np.testing.assert_array_equal(r0["h_loss"], r1["h_loss"])
+
+
+def test_a_nan_on_one_rank_stops_every_rank_at_the_same_step(tmp_path):
+    mpirun(2, WORKER, "nan", tmp_path, timeout=60)
+    r0, r1 = _ranks(tmp_path, 2)
+    assert "epoch 1, step 1" in str(r0["stopped"])
+    assert str(r0["stopped"]) == str(r1["stopped"])
+
+
 def test_an_exception_on_one_rank_ends_the_job_quickly(tmp_path):
     t0 = time.monotonic()
     proc = mpirun(2, WORKER, "fail", tmp_path, timeout=60, check=False)
