@@ -7,6 +7,7 @@ The multi-rank runs (``mpiexec -n 2``) are in test_distributed_mpi.py.
 from __future__ import annotations
 
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -178,3 +179,13 @@ def test_layers_that_ask_get_the_communicator_for_the_fit_only():
     model.fit(X, y, epochs=1, batch_size=50, communicator=comm)
     assert probe.seen_in_training == [comm] * 3
     assert probe.comm is None
+
+
+def test_cli_distributed_alone_trains_as_one_rank(tmp_path):
+    pytest.importorskip("sklearn")
+    from xpnet.cli import main
+
+    out = tmp_path / "run.json"
+    args = ["train", "--distributed", "--dataset", "digits", "--epochs", "1", "--hidden", "8"]
+    assert main([*args, "--quiet", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["world_size"] == 1
