@@ -91,7 +91,7 @@ def train(
             start_epoch=start,
             shuffle=shuffle,
         )
-        for epoch in range(int(info["initial_epoch"]), epochs):
+        for epoch in range(start, epochs):
             t0 = time.perf_counter()
             hooks.on_epoch_begin(epoch, None)
             order = model.backend.asarray(rng.permutation(n) if shuffle else np.arange(n))
