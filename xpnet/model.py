@@ -20,6 +20,7 @@ from .parameter import Parameter, ParameterBuffer
 from .threads import with_blas_threads
 from .training import (
     check_callbacks,
+    check_communicator,
     check_fit_arguments,
     default_callbacks,
     evaluate_arrays,
@@ -207,6 +208,7 @@ class Sequential:
         checkpoint_every: int = 1,
         resume: bool = False,
         callbacks: Sequence[Callback] | None = None,
+        communicator: Any = None,
     ) -> History:
         """Train with mini-batch gradient descent.
 
@@ -255,6 +257,15 @@ class Sequential:
         callbacks : list of Callback, optional
             Called around epochs and batches; see :mod:`xpnet.callbacks`. Any hook may set
             ``model.stop_training = True`` to end training after the current epoch.
+        communicator : xpnet.distributed.Communicator, optional
+            Train data-parallel over its ranks (see :mod:`xpnet.distributed`): every rank
+            passes the same data and arguments, ``batch_size`` is the global batch, each
+            rank computes its contiguous part of it and one all-reduce per step averages the
+            gradients. Every rank ends with the same weights and History as one process
+            would; only rank 0 prints and writes checkpoints. A checkpoint written with
+            any number of ranks resumes with any other. An exception on one rank (other
+            than a :class:`~xpnet.DivergenceError`, which every rank raises together) aborts
+            the whole job.
 
         Returns
         -------
@@ -270,6 +281,11 @@ class Sequential:
             dtype, optimizer kind or loss.
         FileNotFoundError
             If ``resume`` is true and the checkpoint directory holds no checkpoint.
+        TypeError
+            If ``communicator`` is not an :class:`xpnet.distributed.Communicator`.
+        ValueError
+            If the ranks of a data-parallel fit were given different data or arguments, or
+            ``batch_size`` is below the number of ranks.
         """
         epochs, batch_size, check_every, checkpoint_every = check_fit_arguments(
             epochs=epochs,
@@ -281,6 +297,7 @@ class Sequential:
             validation_data=validation_data,
         )
         given = check_callbacks(callbacks)
+        check_communicator(communicator)
         loss_fn = get_loss(loss if loss is not None else self.loss)
         if optimizer is not None or self.optimizer is None:
             self.optimizer = get_optimizer(optimizer)
@@ -314,6 +331,7 @@ class Sequential:
             callbacks=run_callbacks,
             history=history,
             verbose=verbose,
+            communicator=communicator,
         )
 
     # ----------------------------------------------------------------- inference

@@ -24,17 +24,24 @@ class Callback:
     params : dict
         ``epochs`` (the epoch count of the run), ``steps`` (batches per epoch),
         ``batch_size``, ``samples``, ``shuffle``, ``verbose``, ``initial_epoch`` (the first
-        epoch this call trains; :class:`BackupAndRestore` advances it on resume) and ``rng``
-        (the fit's host ``numpy.random.Generator``).
+        epoch this call trains; :class:`BackupAndRestore` advances it on resume), ``rng``
+        (the fit's host ``numpy.random.Generator``) and ``communicator`` (the
+        :class:`~xpnet.distributed.Communicator` of a data-parallel fit, a size-1 one
+        otherwise).
 
     Notes
     -----
     Epoch logs hold the epoch's values as Python floats: ``loss``, the loss's metrics
     (``accuracy`` for classification), ``val_loss`` and ``val_...`` with validation data,
-    ``seconds`` and ``lr``. Batch logs hold ``batch``, ``size`` (rows, host integers) and
-    ``loss``, the batch's mean loss as a 0-d array *on the model's device*: nothing in them
+    ``seconds`` and ``lr``. Batch logs hold ``batch``, ``size`` (rows, host integers),
+    ``rank_size`` (this rank's rows of them; ``size`` when training alone) and ``loss``, the
+    mean loss over this rank's rows as a 0-d array *on the model's device*: nothing in them
     has been read back, since a per-batch read would stall a GPU. Reading ``loss`` (with
     ``float``) waits for the device; do it every few batches at most.
+
+    In a data-parallel fit every rank runs every callback on the same epoch logs (they are
+    reduced over the ranks); a callback that prints or writes files does so only where
+    :attr:`is_root` is true.
     """
 
     model: Any = None
@@ -45,6 +52,13 @@ class Callback:
 
     def set_params(self, params: dict[str, Any]) -> None:
         self.params = params
+
+    @property
+    def is_root(self) -> bool:
+        """Whether this process prints and writes: rank 0 of a data-parallel fit, or the
+        only process."""
+        comm = self.params.get("communicator")
+        return comm is None or bool(comm.is_root)
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         """Called once before the first epoch."""

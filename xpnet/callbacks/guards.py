@@ -65,7 +65,7 @@ class TerminateOnNaN(Callback):
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if not self._due(batch) or logs is None or self._candidate is None:
             return
-        if math.isfinite(float(logs["loss"])):
+        if math.isfinite(_global_loss(self.params.get("communicator"), logs)):
             self._good, self._candidate = self._candidate, self._good
             return
         self._diverged(batch)
@@ -83,6 +83,17 @@ class TerminateOnNaN(Callback):
         if self._good is not None:
             self._good.restore()
         raise DivergenceError(diverged_message(self._epoch, batch, self.model.optimizer))
+
+
+def _global_loss(comm: Any, logs: dict[str, Any]) -> float:
+    """The global batch's mean loss; on N ranks a collective (every rank checks at the same
+    step), so that a NaN on one rank stops them all."""
+    value = float(logs["loss"])
+    if comm is None or comm.size == 1:
+        return value
+    rows = int(logs.get("rank_size", logs["size"]))
+    part = value * rows if rows else 0.0  # an empty part's loss is 0 and weighs nothing
+    return float(comm.reduce_metrics([part])[0]) / int(logs["size"])
 
 
 def diverged_message(epoch: int, step: int, opt: Any) -> str:
@@ -141,6 +152,8 @@ class BackupAndRestore(Callback):
         self.params["initial_epoch"] = start
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if not self.is_root:  # every rank restores; rank 0 alone writes
+            return
         final = epoch + 1 == self.params["epochs"] or bool(self.model.stop_training)
         self.checkpointer.end_epoch(*self._state(), **self._fit_args(), final=final)
 
@@ -161,7 +174,7 @@ class ProgressBar(Callback):
         self._bar: Any = None
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        if self.show_bar:
+        if self.show_bar and self.is_root:
             from tqdm.auto import tqdm  # optional until a bar is asked for
 
             self._bar = tqdm(
@@ -182,6 +195,8 @@ class ProgressBar(Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._close()
+        if not self.is_root:
+            return
         logs = logs or {}
         parts = [f"epoch {epoch + 1}/{self.params['epochs']}"]
         parts += [f"{k} {v:.4f}" for k, v in logs.items() if k not in ("seconds", "lr")]
@@ -191,5 +206,5 @@ class ProgressBar(Callback):
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self._close()
         history = getattr(self.model, "history", None)
-        if history is not None and history.interrupted:
+        if self.is_root and history is not None and history.interrupted:
             print("xpnet: training interrupted; returning the history so far", file=sys.stderr)

@@ -110,7 +110,8 @@ class EarlyStopping(Callback):
 
 
 class ModelCheckpoint(Callback):
-    """Save the model with :meth:`~xpnet.Sequential.save` (atomically) after epochs.
+    """Save the model with :meth:`~xpnet.Sequential.save` (atomically) after epochs (in a
+    data-parallel fit, on rank 0 only: the other ranks track ``best`` but write nothing).
 
     Parameters
     ----------
@@ -167,7 +168,8 @@ class ModelCheckpoint(Callback):
                 f"xpnet: ModelCheckpoint filepath {self.filepath!r} cannot be filled from "
                 f"epoch and the logs {sorted(logs)}: {exc!r}"
             ) from exc
-        self.last_path = Path(self.model.save(path))
+        if self.is_root:  # in a data-parallel fit rank 0 alone writes
+            self.last_path = Path(self.model.save(path))
 
 
 class CSVLogger(Callback):
@@ -175,7 +177,7 @@ class CSVLogger(Callback):
 
     The header is ``epoch`` followed by the logs' keys (the History keys and ``lr``), in
     the order of the first epoch; the file is flushed after each row, so it can be read
-    while training runs.
+    while training runs. In a data-parallel fit only rank 0 writes it.
 
     Parameters
     ----------
@@ -196,6 +198,8 @@ class CSVLogger(Callback):
         self._needs_header = True
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        if not self.is_root:  # in a data-parallel fit rank 0 alone writes
+            return
         existing = self.append and self.filename.is_file() and self.filename.stat().st_size > 0
         self._needs_header = not existing
         self.keys = None

@@ -4,9 +4,12 @@ accuracy and the confusion matrix, and optionally save the model, plots and a JS
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +171,13 @@ def _add_arguments(train: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print only the final test accuracy (no progress bar, no per-epoch lines)",
     )
+    train.add_argument(
+        "--distributed",
+        action="store_true",
+        help="train data-parallel over the ranks of an MPI job (mpiexec -n N xpnet train "
+        "--distributed ...); --batch-size is the global batch and rank 0 alone reports and "
+        "writes files (needs pip install 'xpnet[mpi]')",
+    )
 
 
 def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -261,6 +271,46 @@ def _summary(
 
 
 def _run(args: argparse.Namespace) -> int:
+    if not args.distributed:
+        return _train(args, None)
+    from ..distributed import init
+
+    comm = init()
+    if not comm.is_root:  # rank 0 alone writes the model, plots and JSON
+        args.save = args.plots = args.json = None
+    try:
+        with _root_output(comm):
+            status = _train(args, comm)
+    except BaseException as exc:
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        if not interrupted:
+            message = str(exc).strip().removeprefix("xpnet: ") or type(exc).__name__
+            print(f"xpnet: error: {' '.join(message.split())}", file=sys.stderr)
+        _end_job(comm, 130 if interrupted else 1)
+        raise
+    if status:  # an interrupted run: the ranks may have stopped at different steps
+        _end_job(comm, status)
+    return status
+
+
+@contextlib.contextmanager
+def _root_output(comm: Any) -> Iterator[None]:
+    """Silence standard output on every rank but 0, so an N-rank job reports once."""
+    if comm.is_root:
+        yield
+        return
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        yield
+
+
+def _end_job(comm: Any, status: int) -> None:
+    """A failed rank ends the whole job: the others would wait in an all-reduce forever."""
+    if comm.size > 1:
+        print(f"xpnet: rank {comm.rank} of {comm.size} failed; ending the job", file=sys.stderr)
+        comm.abort(status)
+
+
+def _train(args: argparse.Namespace, comm: Any) -> int:
     quiet = args.quiet
     check_output_parent("--save", args.save)
     check_output_parent("--json", args.json)
@@ -307,6 +357,9 @@ def _run(args: argparse.Namespace) -> int:
         f"{optimizer!r}, batch size {args.batch_size}, {args.epochs} epochs, seed {args.seed}",
     )
 
+    if comm is not None:
+        say(quiet, f"data-parallel over {comm.size} ranks (global batch {args.batch_size})")
+
     # A progress bar only on a terminal; in a log file a line per epoch reads better.
     verbose = 0 if quiet else (1 if sys.stderr.isatty() else 2)
     t0 = time.perf_counter()
@@ -321,6 +374,7 @@ def _run(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         checkpoint_every=1,
         resume=args.resume,
+        communicator=comm,
     )
     train_seconds = time.perf_counter() - t0
     if history.interrupted:
@@ -353,6 +407,7 @@ def _run(args: argparse.Namespace) -> int:
         counts = {"n_train": int(y.shape[0]), "n_val": int(n_val), "n_test": int(n_test)}
         summary = _summary(args, data, model, optimizer, history, scores, cm, counts)
         summary["train_seconds"] = train_seconds
+        summary["world_size"] = 1 if comm is None else comm.size
         write_json_atomic(args.json, summary)
         say(quiet, f"wrote {args.json}")
     return 0

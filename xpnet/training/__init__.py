@@ -7,10 +7,17 @@
 from __future__ import annotations
 
 from .loop import evaluate_arrays, train
-from .setup import check_callbacks, check_fit_arguments, default_callbacks, history_keys
+from .setup import (
+    check_callbacks,
+    check_communicator,
+    check_fit_arguments,
+    default_callbacks,
+    history_keys,
+)
 
 __all__ = [
     "check_callbacks",
+    "check_communicator",
     "check_fit_arguments",
     "default_callbacks",
     "evaluate_arrays",

@@ -3,6 +3,11 @@
 Everything else a run does (the divergence guard, checkpoints, early stopping, the progress
 bar, the history) is a callback. A batch takes one way through :func:`train`, and the epoch's
 loss, metric sums and the finiteness of the weights come back to the host in one read.
+
+Data parallelism (``communicator=``) is the same way through: each rank takes its contiguous
+part of every global batch, and :class:`~xpnet.distributed.DataParallel` weights its loss
+gradient, all-reduces the flat gradient buffer once per step and sums the epoch's host
+numbers; alone (no communicator, or a size-1 one) those calls change nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ import numpy as np
 
 from ..backend import namespace_of, to_numpy
 from ..callbacks.base import Callback
+from ..distributed.communicator import Communicator
+from ..distributed.data_parallel import DataParallel, split_rows
+from ..distributed.faults import report_and_abort
 from ..errors import DivergenceError
 from ..history import History
 from ..losses import Loss
@@ -56,8 +64,10 @@ def train(
     callbacks: Sequence[Callback],
     history: History,
     verbose: int = 0,
+    communicator: Communicator | None = None,
 ) -> History:
     """Train ``model`` (its ``optimizer`` and ``loss`` set) on device arrays; see ``fit``."""
+    dp = DataParallel(communicator)
     opt, loss_fn = model.optimizer, model.loss
     xp, n = namespace_of(Xd), int(Xd.shape[0])
     steps = -(-n // batch_size)
@@ -65,11 +75,23 @@ def train(
     stochastic = [layer for layer in model.layers if layer.stochastic]
     info: dict[str, Any] = {"epochs": epochs, "steps": steps, "batch_size": batch_size}
     info.update(samples=n, shuffle=shuffle, verbose=verbose, initial_epoch=0, rng=rng)
+    info["communicator"] = dp.comm  # callbacks: only the root rank prints and writes
     hooks = _Hooks(callbacks, model, info)
     model.history, model.stop_training = history, False
     try:
         hooks.on_train_begin(None)
-        for epoch in range(int(info["initial_epoch"]), epochs):
+        start = int(info["initial_epoch"])  # a resume may have advanced it
+        dp.start(
+            model,
+            rng,
+            Xd,
+            yd,
+            batch_size=batch_size,
+            epochs=epochs,
+            start_epoch=start,
+            shuffle=shuffle,
+        )
+        for epoch in range(start, epochs):
             t0 = time.perf_counter()
             hooks.on_epoch_begin(epoch, None)
             order = model.backend.asarray(rng.permutation(n) if shuffle else np.arange(n))
@@ -79,22 +101,26 @@ def train(
             sums: list[Any] = []
             for step in range(steps):
                 idx = order[step * batch_size : min((step + 1) * batch_size, n)]
-                rows = int(idx.shape[0])
-                hooks.on_train_batch_begin(step, {"batch": step, "size": rows})
+                total = int(idx.shape[0])
+                lo, hi = dp.part(total)  # this rank's contiguous part of the global batch
+                idx, rows = idx[lo:hi], hi - lo
+                sizes = {"batch": step, "size": total, "rank_size": rows}
+                hooks.on_train_batch_begin(step, sizes)
                 for layer, seed in zip(stochastic, seeds, strict=True):
-                    layer.set_random_key(seed, step, row_offset=0)
+                    layer.set_random_key(seed, step, row_offset=lo)
                 yb = xp.take(yd, idx, axis=0)
                 out = model.forward(xp.take(Xd, idx, axis=0), training=True)
-                value = loss_fn.forward(out, yb)
-                model.backward(loss_fn.backward())
-                opt.batch_rows = rows
+                value, grad = dp.loss_and_grad(loss_fn, out, yb, total)
+                model.backward(grad)
+                dp.allreduce_gradients(params)
+                opt.batch_rows = total
                 opt.step(params)
                 batch = [value * rows, *loss_fn.metric_sums(out, yb)]
                 sums = batch if not sums else [a + b for a, b in zip(sums, batch, strict=True)]
-                hooks.on_train_batch_end(step, {"batch": step, "size": rows, "loss": value})
-            logs = _epoch_values(loss_fn, yd.ndim, sums, params, n)
+                hooks.on_train_batch_end(step, {**sizes, "loss": value})
+            logs = _epoch_values(loss_fn, yd.ndim, sums, params, n, dp)
             if val is not None:
-                scores = evaluate_arrays(model, val[0], val[1], loss_fn, 1024)
+                scores = _validate(model, val[0], val[1], loss_fn, dp)
                 logs.update({f"val_{k}": v for k, v in scores.items()})
             logs["seconds"] = time.perf_counter() - t0
             logs["lr"] = float(opt.lr)
@@ -104,9 +130,17 @@ def train(
     except KeyboardInterrupt:
         history.interrupted = True
     except DivergenceError:
+        # Decided on the global loss, so every rank raises it at the same step.
         hooks.on_train_end(None)
+        dp.finish()
+        raise
+    except Exception as exc:
+        if dp.size > 1:  # the other ranks would wait in their next collective forever
+            report_and_abort(dp.comm, exc, 1)
+        dp.finish()
         raise
     hooks.on_train_end(None)
+    dp.finish()
     return history
 
 
@@ -128,12 +162,19 @@ def _read(values: list[Any]) -> list[float]:
 
 
 def _epoch_values(
-    loss_fn: Loss, target_ndim: int, sums: list[Any], params: list[Parameter], n: int
+    loss_fn: Loss,
+    target_ndim: int,
+    sums: list[Any],
+    params: list[Parameter],
+    n: int,
+    dp: DataParallel,
 ) -> dict[str, float]:
     names = ("loss", *loss_fn.metric_names(target_ndim))
     flag = _all_finite(params)
     values = _read([*sums, *flag])  # the one read of the epoch
-    logs = {k: t / n for k, t in zip(names, values[: len(names)], strict=True)}
+    # The ranks' weights are identical, so the flag is too; the sums are over each rank's rows.
+    totals = dp.reduce(values[: len(names)])
+    logs = {k: t / n for k, t in zip(names, totals, strict=True)}
     if flag and not values[-1]:
         # Weights that are not finite make the epoch's loss undefined: report it as NaN, so
         # that the divergence guard (and any callback watching the loss) sees it.
@@ -143,6 +184,14 @@ def _epoch_values(
 
 def evaluate_arrays(model: Any, Xd: Any, yd: Any, loss_fn: Loss, batch_size: int) -> dict:
     """Mean loss and the loss's metrics on device arrays, read back in one transfer."""
+    n = int(Xd.shape[0])
+    names = ("loss", *loss_fn.metric_names(yd.ndim))
+    values = _evaluation_values(model, Xd, yd, loss_fn, batch_size)
+    return {k: (v if k == "loss" else v / n) for k, v in zip(names, values, strict=True)}
+
+
+def _evaluation_values(model: Any, Xd: Any, yd: Any, loss_fn: Loss, batch_size: int) -> list:
+    """The mean loss and the metric sums on device arrays, read back in one transfer."""
     xp = namespace_of(Xd)
     n = int(Xd.shape[0])
     outs = [
@@ -150,6 +199,20 @@ def evaluate_arrays(model: Any, Xd: Any, yd: Any, loss_fn: Loss, batch_size: int
         for i in range(0, n, batch_size)
     ]
     out = outs[0] if len(outs) == 1 else xp.concat(outs, axis=0)
+    return _read([loss_fn.forward(out, yd), *loss_fn.metric_sums(out, yd)])
+
+
+def _validate(model: Any, Xd: Any, yd: Any, loss_fn: Loss, dp: DataParallel) -> dict:
+    """The validation scores of the whole set; on N ranks each evaluates one contiguous
+    part, and the parts' sums are added up, so every rank gets the single-process scores."""
+    if dp.size == 1:
+        return evaluate_arrays(model, Xd, yd, loss_fn, 1024)
+    n = int(Xd.shape[0])
     names = ("loss", *loss_fn.metric_names(yd.ndim))
-    values = _read([loss_fn.forward(out, yd), *loss_fn.metric_sums(out, yd)])
-    return {k: (v if k == "loss" else v / n) for k, v in zip(names, values, strict=True)}
+    lo, hi = split_rows(n, dp.size, dp.rank)
+    local = [0.0] * len(names)
+    if hi > lo:
+        local = _evaluation_values(model, Xd[lo:hi, ...], yd[lo:hi, ...], loss_fn, 1024)
+        local[0] *= hi - lo  # the part's mean loss, as a sum
+    totals = dp.reduce(local)
+    return {k: v / n for k, v in zip(names, totals, strict=True)}

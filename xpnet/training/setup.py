@@ -7,11 +7,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..callbacks import BackupAndRestore, Callback, ProgressBar, TerminateOnNaN
+from ..distributed.communicator import Communicator
 from ..history import History
 from ..losses import Loss
 from ..validation import check_positive_int
 
-__all__ = ["check_callbacks", "check_fit_arguments", "default_callbacks", "history_keys"]
+__all__ = [
+    "check_callbacks",
+    "check_communicator",
+    "check_fit_arguments",
+    "default_callbacks",
+    "history_keys",
+]
 
 
 def check_fit_arguments(
@@ -39,6 +46,16 @@ def check_fit_arguments(
     batch_size = check_positive_int("batch_size", batch_size)
     check_every = check_positive_int("check_every", check_every)
     return epochs, batch_size, check_every, checkpoint_every
+
+
+def check_communicator(communicator: Any) -> Communicator | None:
+    """``fit``'s ``communicator``: None or an :class:`~xpnet.distributed.Communicator`."""
+    if communicator is not None and not isinstance(communicator, Communicator):
+        raise TypeError(
+            "xpnet: communicator must be an xpnet.distributed.Communicator "
+            f"(from xpnet.distributed.init()) or None, got {type(communicator).__name__}"
+        )
+    return communicator
 
 
 def check_callbacks(callbacks: Any) -> list[Callback]:

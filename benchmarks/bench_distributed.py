@@ -1,0 +1,268 @@
+"""Data-parallel speed on one machine, all-reduce cost, and a cost model beyond it.
+
+Measures, on MNIST with the CLI's default network (784-512-256-10, ReLU, dropout 0.2,
+float32, Adam):
+
+* epoch time of ``mpiexec -n 2`` ranks with 1 BLAS thread each against 1 process with
+  2 BLAS threads (and 1 process with 1 thread, the compute figure of the cost model), at
+  global batches 128 and 512; the runs alternate (A B C A B C ...) so drift in machine load
+  hits all alike, and the medians are reported;
+* the time of one in-place ``MPI.Allreduce`` of a float32 buffer against its size, on 2 ranks;
+
+then feeds both into the cost model of ``docs/distributed.md``, projecting samples/s for
+N = 1..64 ranks on 10, 25 and 100 Gb/s links and an NVLink-class link.
+
+    python benchmarks/bench_distributed.py               # 3 rounds, 2 epochs each
+    python benchmarks/bench_distributed.py --quick       # 1 round, 1 epoch, fewer sizes
+    python benchmarks/bench_distributed.py --model-only benchmarks/results/distributed-*.json
+
+Needs MNIST under $XPNET_DATA_DIR/mnist and ``pip install 'xpnet[mpi]'``. Results go to
+``benchmarks/results/distributed-<date>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import itertools
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
+
+HIDDEN = (512, 256)
+BATCHES = (128, 512)
+RANKS = (1, 2, 4, 8, 16, 32, 64)
+# Link bandwidths in bytes/s and per-message latencies (s) of the projection.
+LINKS = {
+    "10 Gb/s Ethernet": (10e9 / 8, 20e-6),
+    "25 Gb/s Ethernet": (25e9 / 8, 10e-6),
+    "100 Gb/s InfiniBand": (100e9 / 8, 2e-6),
+    "NVLink-class (300 GB/s)": (300e9, 2e-6),
+}
+
+
+# ----------------------------------------------------------------------------- workers
+def _worker_fit(batch: int, epochs: int) -> None:
+    from xpnet import Sequential, distributed
+    from xpnet.datasets import load_mnist, to_unit_range
+    from xpnet.layers import Dense, Dropout
+
+    comm = distributed.init()
+    (X, y), _ = load_mnist(download=False)
+    X = to_unit_range(X)
+    widths = [784, *HIDDEN]
+    layers: list = []
+    for a, b in itertools.pairwise(widths):
+        layers += [Dense(a, b, activation="relu"), Dropout(0.2)]
+    model = Sequential([*layers, Dense(widths[-1], 10)], seed=0)
+    with distributed.abort_on_error(comm):
+        hist = model.fit(
+            X,
+            y,
+            epochs=epochs,
+            batch_size=batch,
+            seed=0,
+            communicator=comm if comm.size > 1 else None,
+        )
+    if comm.is_root:
+        params = sum(p.size for p in model.parameters())
+        record = {"epoch_seconds": hist.history["seconds"], "params": params, "n": len(y)}
+        print(json.dumps(record))
+
+
+def _worker_allreduce(sizes: list[int], repeats: int) -> None:
+    from xpnet import distributed
+
+    comm = distributed.init()
+    out = {}
+    for size in sizes:
+        buf = np.ones(size // 4, dtype=np.float32)
+        comm.allreduce(buf)  # warm-up (connection set-up, page faults)
+        times = []
+        for _ in range(repeats):
+            comm.barrier()
+            t0 = time.perf_counter()
+            comm.allreduce(buf)
+            times.append(time.perf_counter() - t0)
+        # The ranks leave the collective together; report their mean of medians.
+        total = comm.reduce_metrics([statistics.median(times)])
+        out[str(size)] = float(total[0]) / comm.size
+    if comm.is_root:
+        print(json.dumps({"allreduce_seconds": out, "ranks": comm.size}))
+
+
+# ----------------------------------------------------------------------------- driver
+def _mpiexec() -> str:
+    found = shutil.which(
+        "mpiexec", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    )
+    if found is None:
+        sys.exit("bench_distributed: no mpiexec; pip install 'xpnet[mpi]'")
+    return found
+
+
+def _run(cmd: list[str], threads: int) -> dict:
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), env.get("PYTHONPATH", "")])
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+    if proc.returncode != 0:
+        sys.exit(f"bench_distributed: {' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def measure(rounds: int, epochs: int, sizes: list[int], repeats: int) -> dict:
+    me = [sys.executable, str(Path(__file__).resolve())]
+    mpiexec = _mpiexec()
+    configs = {
+        "2 ranks x 1 thread": ([mpiexec, "-n", "2", *me], 1),
+        "1 process x 2 threads": (me, 2),
+        "1 process x 1 thread": (me, 1),
+    }
+    epoch: dict[str, dict[str, list[float]]] = {
+        str(b): {name: [] for name in configs} for b in BATCHES
+    }
+    params = n_train = 0
+    for r in range(rounds):
+        for batch in BATCHES:
+            for name, (prefix, threads) in configs.items():
+                res = _run([*prefix, "--worker-fit", str(batch), "--epochs", str(epochs)], threads)
+                params, n_train = res["params"], res["n"]
+                epoch[str(batch)][name] += res["epoch_seconds"]
+                print(f"round {r + 1} batch {batch} {name}: {res['epoch_seconds']}", flush=True)
+    sizes_arg = ",".join(map(str, sizes))
+    ar = _run(
+        [mpiexec, "-n", "2", *me, "--worker-allreduce", sizes_arg, "--repeats", str(repeats)], 1
+    )
+    return {
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "network": {"hidden": list(HIDDEN), "dropout": 0.2, "dtype": "float32"},
+        "params": params,
+        "n_train": n_train,
+        "rounds": rounds,
+        "epochs_per_run": epochs,
+        "epoch_seconds": epoch,
+        "allreduce_seconds": ar["allreduce_seconds"],
+    }
+
+
+# ----------------------------------------------------------------------------- model
+def fit_latency_bandwidth(allreduce: dict[str, float]) -> tuple[float, float]:
+    """Latency (s) and bandwidth (bytes/s) of the measured 2-rank all-reduce.
+
+    Latency: the smallest message's time. Bandwidth: the median rate of the messages of
+    256 KiB and more (a least-squares line would be ruled by the largest, noisiest sizes).
+    """
+    sizes = sorted((int(k), v) for k, v in allreduce.items())
+    latency = sizes[0][1]
+    big = [n / t for n, t in sizes if n >= 1 << 18] or [sizes[-1][0] / sizes[-1][1]]
+    return latency, statistics.median(big)
+
+
+def ring_allreduce_seconds(n: int, grad_bytes: float, bandwidth: float, alpha: float) -> float:
+    """A ring all-reduce on ``n`` ranks: 2(N-1) messages of bytes/N each way."""
+    if n == 1:
+        return 0.0
+    return 2 * (n - 1) * alpha + 2 * (n - 1) / n * grad_bytes / bandwidth
+
+
+def project(result: dict) -> dict:
+    """Samples/s for N ranks: compute/N plus a ring all-reduce of the gradients per step.
+
+    ``t_step(N) = B * t_sample / N + 2 (N-1) * alpha + 2 (N-1)/N * bytes / bandwidth`` with
+    ``t_sample`` from the 1-process 1-thread runs at that batch (one core's compute per
+    sample). Also the global batch below which communication takes longer than compute,
+    ``B*(N) = N * t_allreduce(N) / t_sample``.
+    """
+    n_train = result["n_train"]
+    grad_bytes = 4 * result["params"]
+    latency, rate = fit_latency_bandwidth(result["allreduce_seconds"])
+    links = {**LINKS, "measured shared memory (2 ranks)": (rate, latency)}
+    out: dict = {"grad_bytes": grad_bytes, "measured_link": [rate, latency], "batches": {}}
+    for batch, runs in result["epoch_seconds"].items():
+        b = int(batch)
+        t_sample = statistics.median(runs["1 process x 1 thread"]) / n_train
+        rows = {}
+        for link, (bandwidth, alpha) in links.items():
+            comm = [ring_allreduce_seconds(n, grad_bytes, bandwidth, alpha) for n in RANKS]
+            rates = [b / (b * t_sample / n + c) for n, c in zip(RANKS, comm, strict=True)]
+            rows[link] = {
+                "samples_per_s": dict(zip(map(str, RANKS), rates, strict=True)),
+                "comm_dominates_below_global_batch": {
+                    str(n): n * c / t_sample for n, c in zip(RANKS, comm, strict=True) if n > 1
+                },
+            }
+        out["batches"][batch] = {"t_sample_s": t_sample, "links": rows}
+    return out
+
+
+def report(result: dict) -> None:
+    print(
+        f"\nMNIST epoch (median of {result['rounds']} rounds x {result['epochs_per_run']} epochs):"
+    )
+    for batch, runs in result["epoch_seconds"].items():
+        med = {k: statistics.median(v) for k, v in runs.items()}
+        ratio = med["1 process x 2 threads"] / med["2 ranks x 1 thread"]
+        scaling = med["1 process x 1 thread"] / med["2 ranks x 1 thread"]
+        parts = ", ".join(f"{k} {v:.2f}s" for k, v in med.items())
+        print(
+            f"  global batch {batch}: {parts}; 2 ranks are {ratio:.2f}x as fast as 1 process "
+            f"x 2 threads, {scaling:.2f}x as fast as 1 process x 1 thread"
+        )
+    print("\n2-rank MPI.Allreduce (float32, in place):")
+    for size, t in result["allreduce_seconds"].items():
+        print(f"  {int(size):>10,d} bytes: {t * 1e6:9.1f} us  ({int(size) / t / 1e9:6.2f} GB/s)")
+    latency, rate = fit_latency_bandwidth(result["allreduce_seconds"])
+    print(f"  latency {latency * 1e6:.1f} us, bandwidth {rate / 1e9:.2f} GB/s")
+    model = project(result)
+    print(f"\nCost model ({model['grad_bytes'] / 1e6:.2f} MB of gradients per step), samples/s:")
+    for batch, entry in model["batches"].items():
+        print(f"  global batch {batch} (compute {entry['t_sample_s'] * 1e6:.1f} us/sample):")
+        print("    " + " " * 34 + "".join(f"{n:>9d}" for n in RANKS) + "   B*(8)  B*(64)")
+        for link, row in entry["links"].items():
+            rates = "".join(f"{v:9.0f}" for v in row["samples_per_s"].values())
+            star = row["comm_dominates_below_global_batch"]
+            print(f"    {link:<34}{rates}{star['8']:8.0f}{star['64']:8.0f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--model-only", metavar="JSON", help="report a saved result again")
+    parser.add_argument("--worker-fit", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--worker-allreduce", help=argparse.SUPPRESS)
+    parser.add_argument("--repeats", type=int, default=50, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker_fit:
+        return _worker_fit(args.worker_fit, args.epochs)
+    if args.worker_allreduce:
+        sizes = [int(s) for s in args.worker_allreduce.split(",")]
+        return _worker_allreduce(sizes, args.repeats)
+    if args.model_only:
+        return report(json.loads(Path(args.model_only).read_text()))
+    rounds, epochs = (1, 1) if args.quick else (args.rounds, args.epochs)
+    sizes = [2**k for k in range(10, 27, 2 if not args.quick else 4)]  # 1 KiB .. 64 MiB
+    result = measure(rounds, epochs, sizes, args.repeats)
+    result["model"] = project(result)
+    out = HERE / "results" / f"distributed-{_dt.datetime.now():%Y%m%d-%H%M%S}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    report(result)
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()

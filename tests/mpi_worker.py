@@ -1,0 +1,118 @@
+"""Run by tests/test_distributed_mpi.py under ``mpiexec -n N``: one data-parallel scenario.
+
+``python tests/mpi_worker.py SCENARIO OUT_DIR [extra]``; each rank writes what the test
+compares to ``OUT_DIR/rank<r>.npz`` (a test worker: in the library only rank 0 writes).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's xpnet
+
+import numpy as np
+
+from xpnet import DivergenceError, Sequential, distributed
+from xpnet.callbacks import CSVLogger, ModelCheckpoint
+from xpnet.layers import Dense, Dropout, ReLU
+
+
+def problem(n: int = 101) -> tuple[np.ndarray, ...]:
+    """A small 3-class problem: 101 rows make a last batch of 1 row at batch size 50."""
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(n, 12))
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(np.int64) + (X[:, 2] > 1).astype(np.int64)
+    return X, y, X[:37] * 0.5, y[:37]
+
+
+def make_model(seed: int) -> Sequential:
+    return Sequential(
+        [Dense(12, 16), ReLU(), Dropout(0.3), Dense(16, 8), ReLU(), Dropout(0.2), Dense(8, 3)],
+        dtype="float64",
+        seed=seed,
+    )
+
+
+def fit(model: Sequential, comm: object, **kw: object) -> object:
+    X, y, Xv, yv = problem()
+    return model.fit(
+        X, y, batch_size=50, optimizer="adam", validation_data=(Xv, yv), communicator=comm, **kw
+    )
+
+
+def save(out: Path, rank: int, model: Sequential, history: object, **extra: object) -> None:
+    h = history.history  # type: ignore[attr-defined]
+    arrays = {f"w{i}": w for i, w in enumerate(model.get_weights())}
+    arrays.update({f"h_{k}": np.asarray(v) for k, v in h.items() if k != "seconds"})
+    np.savez(out / f"rank{rank}.npz", **arrays, **extra)
+
+
+def main() -> int:
+    scenario, out = sys.argv[1], Path(sys.argv[2])
+    comm = distributed.init()
+    with distributed.abort_on_error(comm):
+        if scenario == "info":
+            np.savez(out / f"rank{comm.rank}.npz", info=[comm.rank, comm.size, comm.local_rank])
+        elif scenario == "fit":
+            # Each rank built from its own seed: the broadcast from rank 0 must win.
+            model = make_model(100 + comm.rank)
+            save(out, comm.rank, model, fit(model, comm, epochs=3))
+        elif scenario == "checkpoint":
+            # Writes (rank 0) or resumes a checkpoint in OUT_DIR/ckpt up to argv[3] epochs.
+            epochs = int(sys.argv[3])
+            model = make_model(100)
+            ckpt = out / "ckpt"
+            history = fit(model, comm, epochs=epochs, seed=3, checkpoint=ckpt, resume=ckpt.exists())
+            save(out, comm.rank, model, history)
+        elif scenario == "callbacks":
+            # Per-rank file names, so a rank that wrote would leave its own file behind.
+            r = comm.rank
+            cbs = [CSVLogger(out / f"log{r}.csv"), ModelCheckpoint(out / f"m{r}-{{epoch}}.npz")]
+            model = make_model(100)
+            save(out, r, model, fit(model, comm, epochs=2, verbose=2, callbacks=cbs))
+        elif scenario == "nan":
+            # Row 30 is in rank 1's part of the first batch (rows 25-49 of 50): only rank 1's
+            # loss is infinite, and the guard must still stop both ranks at the same step.
+            X, _, _, _ = problem()
+            y = np.zeros((X.shape[0], 3))
+            y[30] = 1e300  # finite, but its squared error is not
+            try:
+                make_model(100).fit(
+                    X,
+                    y,
+                    batch_size=50,
+                    shuffle=False,
+                    check_every=1,
+                    loss="mse",
+                    communicator=comm,
+                )
+                stopped = "no"
+            except DivergenceError as exc:
+                stopped = str(exc)
+            np.savez(out / f"rank{comm.rank}.npz", stopped=stopped)
+        elif scenario == "fail":
+            model = make_model(100)
+            if comm.rank == 1:
+                raise RuntimeError("injected failure on rank 1")
+            fit(model, comm, epochs=1000)  # rank 0 would wait in the first all-reduce forever
+        elif scenario == "mismatch":
+            X, y, _, _ = problem(101 + comm.rank)  # rank 1 has one row more
+            make_model(100).fit(X, y, batch_size=50, communicator=comm)
+        elif scenario == "allreduce":
+            buf = np.arange(5, dtype=np.float64) * (comm.rank + 1)
+            comm.allreduce(buf)
+            b = np.full(3, float(comm.rank))
+            comm.broadcast(b)
+            m = comm.reduce_metrics([1.0, comm.rank])
+            data = comm.broadcast_bytes(b"rank0" if comm.rank == 0 else b"")
+            np.savez(out / f"rank{comm.rank}.npz", buf=buf, b=b, m=m, data=list(data))
+        else:
+            raise SystemExit(f"unknown scenario {scenario!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""Data-parallel training on real ranks: ``mpiexec -n N python tests/mpi_worker.py ...``.
+
+Each run is time-boxed, so a deadlock fails the test instead of hanging CI. Skipped where
+mpiexec or mpi4py is missing (``pip install 'xpnet[mpi]'`` provides both).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+try:
+    import mpi_worker
+except ImportError:  # tests/ imported as a package
+    from tests import mpi_worker
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKER = Path(__file__).resolve().parent / "mpi_worker.py"
+MPIEXEC = shutil.which(
+    "mpiexec", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+)
+
+pytestmark = pytest.mark.skipif(
+    MPIEXEC is None or importlib.util.find_spec("mpi4py") is None,
+    reason="needs mpiexec and mpi4py (pip install 'xpnet[mpi]')",
+)
+
+
+def _env():
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", XPNET_BACKEND="numpy")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    return env
+
+
+def mpirun(n, *args, timeout=120, check=True):
+    cmd = [MPIEXEC, "-n", str(n), sys.executable, *map(str, args)]
+    proc = subprocess.run(
+        cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout
+    )
+    if check:
+        assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def _ranks(out, n):
+    return [dict(np.load(out / f"rank{r}.npz")) for r in range(n)]
+
+
+def _assert_same_run(result, model, history, rtol):
+    for i, w in enumerate(model.get_weights()):
+        np.testing.assert_allclose(result[f"w{i}"], w, rtol=rtol, atol=rtol * 1e-3)
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(result[f"h_{key}"], history.history[key], rtol=rtol)
+
+
+def test_collectives_on_two_ranks(tmp_path):
+    mpirun(2, WORKER, "allreduce", tmp_path)
+    r0, r1 = _ranks(tmp_path, 2)
+    for r in (r0, r1):
+        np.testing.assert_array_equal(r["buf"], np.arange(5) * 3.0)  # 1x + 2x
+        np.testing.assert_array_equal(r["b"], [0.0, 0.0, 0.0])  # rank 0's values
+        np.testing.assert_array_equal(r["m"], [2.0, 1.0])
+        assert bytes(r["data"].astype(np.uint8)) == b"rank0"
+
+
+def test_ranks_and_local_ranks(tmp_path):
+    mpirun(2, WORKER, "info", tmp_path)
+    infos = sorted(tuple(r["info"]) for r in _ranks(tmp_path, 2))
+    assert infos == [(0, 2, 0), (1, 2, 1)]  # one machine: local rank = rank
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_data_parallel_fit_equals_one_process(tmp_path, n):
+    # 101 rows at a global batch of 50: uneven parts (3 ranks) and a 1-row last batch that
+    # leaves a rank empty; dropout on; each rank built from its own seed.
+    mpirun(n, WORKER, "fit", tmp_path)
+    results = _ranks(tmp_path, n)
+    for other in results[1:]:  # bit-identical ranks
+        assert results[0].keys() == other.keys()
+        for key in results[0]:
+            np.testing.assert_array_equal(results[0][key], other[key])
+    model = mpi_worker.make_model(100)
+    history = mpi_worker.fit(model, None, epochs=3)
+    _assert_same_run(results[0], model, history, rtol=1e-10)
+
+
+def test_resume_with_another_number_of_ranks(tmp_path):
+    mpirun(2, WORKER, "checkpoint", tmp_path, 2)  # epochs 1-2 on 2 ranks, written by rank 0
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) in (
+        ["state.safetensors"],
+        ["state.npz"],
+    )
+    mpirun(3, WORKER, "checkpoint", tmp_path, 4)  # epochs 3-4 on 3 ranks
+    model = mpi_worker.make_model(100)
+    X, y, Xv, yv = mpi_worker.problem()
+    history = model.fit(
+        X, y, epochs=4, batch_size=50, optimizer="adam", validation_data=(Xv, yv), seed=3
+    )
+    results = _ranks(tmp_path, 3)
+    assert len(results[0]["h_loss"]) == 4
+    _assert_same_run(results[0], model, history, rtol=1e-10)
+
+
+def test_only_rank_0_prints_and_writes_callback_files(tmp_path):
+    proc = mpirun(2, WORKER, "callbacks", tmp_path)
+    assert proc.stdout.count("epoch 1/2") == 1 and proc.stdout.count("epoch 2/2") == 1
+    names = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("rank"))
+    assert names == ["log0.csv", "m0-1.npz", "m0-2.npz"]
+    r0, r1 = _ranks(tmp_path, 2)
+    np.testing.assert_array_equal(r0["h_loss"], r1["h_loss"])
+
+
+def test_a_nan_on_one_rank_stops_every_rank_at_the_same_step(tmp_path):
+    mpirun(2, WORKER, "nan", tmp_path, timeout=60)
+    r0, r1 = _ranks(tmp_path, 2)
+    assert "epoch 1, step 1" in str(r0["stopped"])
+    assert str(r0["stopped"]) == str(r1["stopped"])
+
+
+def test_an_exception_on_one_rank_ends_the_job_quickly(tmp_path):
+    t0 = time.monotonic()
+    proc = mpirun(2, WORKER, "fail", tmp_path, timeout=60, check=False)
+    assert proc.returncode != 0
+    assert time.monotonic() - t0 < 30
+    assert "injected failure on rank 1" in proc.stderr
+    assert "rank 1 of 2 failed" in proc.stderr
+
+
+def test_ranks_given_different_data_fail_fast_instead_of_hanging(tmp_path):
+    proc = mpirun(2, WORKER, "mismatch", tmp_path, timeout=60, check=False)
+    assert proc.returncode != 0
+    assert "disagree on the data" in proc.stderr
+
+
+@pytest.mark.slow
+def test_cli_distributed_reports_once_and_writes_world_size(tmp_path):
+    pytest.importorskip("sklearn")
+    out = tmp_path / "run.json"
+    args = ["--dataset", "digits", "--epochs", "2", "--hidden", "32", "--seed", "1"]
+    proc = mpirun(2, "-m", "xpnet", "train", "--distributed", *args, "--json", out)
+    assert proc.stdout.count("test accuracy") == 1
+    assert "data-parallel over 2 ranks" in proc.stdout
+    summary = json.loads(out.read_text())
+    assert summary["world_size"] == 2
+    from xpnet.cli import main
+
+    single = tmp_path / "single.json"
+    assert main(["train", *args, "--quiet", "--json", str(single)]) == 0
+    alone = json.loads(single.read_text())
+    assert alone["world_size"] == 1
+    # float32 on both sides: the same run up to float32 rounding of the gradient sums.
+    np.testing.assert_allclose(summary["history"]["loss"], alone["history"]["loss"], rtol=1e-4)
+
+
+def test_cli_error_on_the_ranks_ends_the_job_with_a_status(tmp_path):
+    missing = tmp_path / "missing.csv"
+    proc = mpirun(
+        2, "-m", "xpnet", "train", "--distributed", "--dataset", f"csv:{missing}", check=False
+    )
+    assert proc.returncode != 0
+    assert "xpnet: error:" in proc.stderr
+    assert "failed; ending the job" in proc.stderr
