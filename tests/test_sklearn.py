@@ -19,7 +19,6 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from xpnet import Sequential
-from xpnet.layers import Dense
 from xpnet.sklearn import MLPClassifier, MLPRegressor
 
 
@@ -101,12 +100,13 @@ def test_partial_fit_needs_classes_first_then_trains_one_epoch_per_call():
     assert clf.n_iter_ == 1 and len(clf.loss_curve_) == 1
     for _ in range(30):
         clf.partial_fit(X, y)
-    assert clf.n_iter_ == 31
+    # As in scikit-learn, n_iter_ counts the epochs of the last call; loss_curve_ all of them.
+    assert clf.n_iter_ == 1 and len(clf.loss_curve_) == 31 and clf.t_ == 60 + 30 * len(X)
     assert clf.loss_curve_[-1] < clf.loss_curve_[0]
     assert clf.score(X, y) > 0.9
-    with pytest.raises(ValueError, match="not among the classes"):
+    with pytest.raises(ValueError, match="has classes not in"):
         clf.partial_fit(X[:3], np.array([0, 1, 7]))
-    with pytest.raises(ValueError, match="differs from the classes"):
+    with pytest.raises(ValueError, match="is not the same as on last call"):
         clf.partial_fit(X, y, classes=[0, 1, 2, 3])
 
 
@@ -154,7 +154,8 @@ def test_warm_start_continues_and_fit_restarts():
         assert clf.loss_curve_[-1] == pytest.approx(first)
         clf.set_params(warm_start=True)
         clf.fit(X, y)
-    assert clf.n_iter_ == 10 and clf.loss_curve_[-1] < first
+    # scikit-learn's count: n_iter_ is this call's epochs; loss_curve_ goes on.
+    assert clf.n_iter_ == 5 and len(clf.loss_curve_) == 10 and clf.loss_curve_[-1] < first
     with pytest.raises(ValueError, match="same classes"):
         clf.fit(X[y < 2], y[y < 2])
 
@@ -172,10 +173,12 @@ def test_alpha_adds_sklearns_l2_gradient_to_weights_only():
     )
     plain = MLPClassifier(alpha=0.0, **kwargs).partial_fit(X, y, classes=[0, 1, 2])
     ridge = MLPClassifier(alpha=alpha, **kwargs).partial_fit(X, y, classes=[0, 1, 2])
-    # The estimator's initial network: the same architecture and seed as a hand-built one.
-    W0 = Sequential(
-        [Dense(4, 6, activation="relu"), Dense(6, 3)], dtype="float64", seed=3
-    ).get_weights()
+    # The estimator's initial network: scikit-learn's Glorot-uniform draws from random_state.
+    rs = np.random.RandomState(3)
+    W0 = []
+    for fan_in, fan_out in [(4, 6), (6, 3)]:
+        bound = np.sqrt(6.0 / (fan_in + fan_out))
+        W0 += [rs.uniform(-bound, bound, (fan_in, fan_out)), rs.uniform(-bound, bound, fan_out)]
     # One full-batch SGD step with Nesterov momentum 0.9 moves by lr * 1.9 * grad, so the two
     # runs differ by exactly lr * 1.9 * alpha * W0 / n on the weights and not at all on biases.
     for k in range(2):
@@ -224,7 +227,9 @@ def test_regressor_output_shapes_follow_y():
     [
         ("hidden_layer_sizes", (8, 0), "hidden_layer_sizes must be"),
         ("activation", "softplus", "activation must be one of"),
-        ("solver", "lbfgs", "solver must be one of"),
+        ("solver", "newton", "solver must be one of"),
+        ("learning_rate", "cyclic", "learning_rate must be one of"),
+        ("n_iter_no_change", 0, "n_iter_no_change must be"),
         ("learning_rate_init", 0.0, "learning_rate_init must be"),
         ("batch_size", 0, "batch_size must be"),
         ("validation_fraction", 1.0, "validation_fraction must be"),
