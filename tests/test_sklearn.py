@@ -320,3 +320,62 @@ def test_estimators_train_only_through_sequential_fit(monkeypatch, early_stoppin
     assert outside == [] and hooks_seen
     assert all(len(h) == 1 and isinstance(h[0], L2Penalty) for h in hooks_seen)
     assert clf.model_.optimizer.hooks == []
+
+
+@pytest.mark.gpu
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("solver", ["adam", "sgd", "lbfgs"])
+def test_cupy_backend_agrees_with_numpy(solver):
+    """Every solver, the logistic/multi-label outputs, sample weights and the Poisson loss
+    on a GPU give what NumPy gives (float64, so only summation order differs)."""
+    from xpnet.backend import unavailable_reason
+
+    reason = unavailable_reason("cupy")
+    if reason is not None:
+        pytest.skip(f"cupy backend unavailable: {reason}")
+    from sklearn.datasets import make_multilabel_classification
+
+    X, y = _blobs(n=90)
+    Xm, Ym = make_multilabel_classification(n_samples=60, n_features=5, random_state=0)
+    w = np.linspace(0.5, 2.0, len(X))
+    kw = dict(hidden_layer_sizes=(8,), max_iter=5, random_state=0, solver=solver)
+    cases = [
+        (MLPClassifier, X, y, None),
+        (MLPClassifier, X, (y == 1).astype(int), w),
+        (MLPClassifier, Xm.astype(float), Ym, None),
+        (MLPRegressor, X, np.abs(X[:, 0]), w),
+    ]
+    for Est, A, b, sw in cases:
+        ref = Est(backend="numpy", **kw).fit(A, b, sample_weight=sw)
+        gpu = Est(backend="cupy", **kw).fit(A, b, sample_weight=sw)
+        assert gpu.model_.backend.name == "cupy"
+        np.testing.assert_allclose(gpu.predict(A), ref.predict(A), rtol=1e-6, atol=1e-8)
+    ref = MLPRegressor(loss="poisson", backend="numpy", **kw).fit(X, np.abs(X[:, 1]))
+    gpu = MLPRegressor(loss="poisson", backend="cupy", **kw).fit(X, np.abs(X[:, 1]))
+    np.testing.assert_allclose(gpu.predict(X), ref.predict(X), rtol=1e-6)
+
+
+def test_multilabel_poisson_sparse_and_sample_weights_on_numpy():
+    from scipy.sparse import csr_matrix
+    from sklearn.datasets import make_multilabel_classification
+
+    X, Y = make_multilabel_classification(n_samples=60, n_features=5, random_state=0)
+    kw = dict(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=200, random_state=0)
+    clf = MLPClassifier(**kw).fit(X, Y)
+    assert clf.out_activation_ == "logistic" and clf.n_outputs_ == Y.shape[1]
+    assert clf.predict(X).shape == Y.shape and np.mean(clf.predict(X) == Y) > 0.8
+    np.testing.assert_array_equal(clf.predict(csr_matrix(X)), clf.predict(X))
+    Xb, yb = _blobs(n=60, classes=2)
+    binary = MLPClassifier(**kw).fit(Xb, yb)
+    assert binary.n_outputs_ == 1 and binary.coefs_[-1].shape == (16, 1)
+    assert binary.predict_proba(Xb).shape == (60, 2)
+    # Zero weights drop samples: the fit equals the fit without them.
+    w = np.ones(60)
+    w[:10] = 0.0
+    a = MLPClassifier(**kw).fit(Xb, yb, sample_weight=w)
+    b = MLPClassifier(**kw).fit(Xb[10:], yb[10:])
+    np.testing.assert_allclose(a.predict_proba(Xb), b.predict_proba(Xb), rtol=1e-4, atol=1e-6)
+    reg = MLPRegressor(loss="poisson", **kw).fit(Xb, np.exp(Xb[:, 0]))
+    assert reg.out_activation_ == "exp" and (reg.predict(Xb) > 0).all()
+    with pytest.raises(ValueError, match="non-negative targets"):
+        MLPRegressor(loss="poisson").fit(Xb, -np.ones(60))
