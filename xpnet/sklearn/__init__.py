@@ -32,4 +32,8 @@ from __future__ import annotations
 
 from ._estimators import MLPClassifier, MLPRegressor
 
+# The pickled-network converters, under the names they had in the xpnet/sklearn.py module.
+from ._helpers import model_from_plain as _model_from_plain  # noqa: F401
+from ._helpers import model_to_plain as _model_to_plain  # noqa: F401
+
 __all__ = ["MLPClassifier", "MLPRegressor"]

@@ -17,7 +17,6 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from ..backend import BACKEND_NAMES, namespace_of
-from ..io.arrays import buffer_arrays, restore_buffers
 from ..layers import Dense
 from ..layers.activations import normalize_activation
 from ..model import Sequential, _check_fits_dtype
@@ -29,6 +28,12 @@ from ..validation import (
     check_positive,
     check_positive_int,
 )
+from ._helpers import (
+    check_sample_weight,
+    model_from_plain,
+    model_to_plain,
+    with_weights,
+)
 from ._lbfgs import LbfgsObjective, fit_lbfgs
 from ._losses import LOSS_KINDS
 from ._training import (
@@ -38,7 +43,6 @@ from ._training import (
     SklearnSGD,
     SklearnStopping,
     host_scores,
-    optimizer_class,
 )
 
 # scikit-learn's activation names, mapped to xpnet's (None: a linear layer).
@@ -56,76 +60,6 @@ _NON_FINITE = (
     "Solver produced non-finite parameter weights. The input data may contain large values "
     "and need to be preprocessed."
 )
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
-
-
-def output_activation(name: str, z: np.ndarray) -> np.ndarray:
-    """scikit-learn's output activation on host logits (dtype kept)."""
-    if name == "softmax":
-        e = np.exp(z - z.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
-    if name == "logistic":
-        return _sigmoid(z)
-    if name == "exp":
-        return np.exp(z)
-    return z
-
-
-def _check_sample_weight(sample_weight: Any, n: int) -> np.ndarray | None:
-    if sample_weight is None:
-        return None
-    w = np.asarray(sample_weight, dtype=np.float64)
-    if w.ndim == 0:
-        w = np.full(n, float(w))
-    if w.shape != (n,):
-        raise ValueError(f"xpnet: sample_weight must have shape ({n},), got {w.shape}")
-    if not np.isfinite(w).all() or (w < 0).any():
-        raise ValueError("xpnet: sample_weight must hold finite, non-negative numbers")
-    if not w.any():
-        raise ValueError(
-            "xpnet: Sample weights must contain at least one non-zero number; got all zeros"
-        )
-    return w
-
-
-def _with_weights(targets: np.ndarray, sw: np.ndarray | None) -> np.ndarray:
-    if sw is None:
-        return targets
-    t = targets.reshape(len(targets), -1).astype(np.float64)
-    return np.column_stack([t, sw])
-
-
-def _model_to_plain(model: Sequential) -> dict[str, Any]:
-    """Everything needed to rebuild ``model``, as plain Python and NumPy values."""
-    params = model.parameters()
-    opt = model.optimizer
-    return {
-        "config": model.get_config(),
-        "seed": model.seed,
-        "backend": model.backend.name,
-        "weights": model.get_weights(),
-        "buffers": buffer_arrays(model),
-        "optimizer": None if opt is None else opt.state_dict(params),
-    }
-
-
-def _model_from_plain(plain: dict[str, Any]) -> Sequential:
-    config = plain.get("config")
-    if config is None:  # pickled by xpnet 0.1.0, before Sequential.get_config
-        layers = [{"kind": kind, "config": conf} for kind, conf in plain["layers"]]
-        config = {"dtype": plain["dtype"], "layers": layers}
-    model = Sequential.from_config(config, backend=plain["backend"], seed=plain["seed"])
-    model.set_weights(plain["weights"])
-    restore_buffers(model, plain.get("buffers", {}))
-    opt_state = plain["optimizer"]
-    if opt_state is not None:
-        opt = optimizer_class(opt_state["name"])(**opt_state["hyperparameters"])
-        opt.load_state_dict(opt_state, model.parameters())
-        model.optimizer = opt
-    return model
 
 
 class _BaseMLP(BaseEstimator):
@@ -196,7 +130,7 @@ class _BaseMLP(BaseEstimator):
 
     def _loss_targets(self, Y: np.ndarray, sw: np.ndarray | None) -> np.ndarray:
         """The host targets of the private loss for 2-D targets ``Y``."""
-        return _with_weights(np.asarray(Y, dtype=np.float64), sw)
+        return with_weights(np.asarray(Y, dtype=np.float64), sw)
 
     def _score_outputs(self, raw: np.ndarray, y: Any, sw: np.ndarray | None) -> float:
         raise NotImplementedError
@@ -367,7 +301,7 @@ class _BaseMLP(BaseEstimator):
             # Densified once: see the module docstring for the measurement behind it.
             X = X.toarray()
         n = int(X.shape[0])
-        sw = _check_sample_weight(sample_weight, n)
+        sw = check_sample_weight(sample_weight, n)
         stochastic = self.solver in _STOCHASTIC
         Y, out_act = self._encode_targets(y, incremental, classes)
         dtype = self.dtype or X.dtype.name
@@ -516,7 +450,7 @@ class _BaseMLP(BaseEstimator):
         model = self.model_
         X = X.toarray() if sp.issparse(X) else np.asarray(X)
         Y = np.asarray(y).reshape(len(X), -1)
-        sw = _check_sample_weight(sample_weight, len(X))
+        sw = check_sample_weight(sample_weight, len(X))
         loss = LOSS_KINDS[self.out_activation_](weighted=sw is not None)
         targets = self._loss_targets(Y, sw)
         Xd = model.backend.asarray(X, dtype=model.dtype)
@@ -637,7 +571,7 @@ class _BaseMLP(BaseEstimator):
         model = state.pop("model_", None)
         state.pop("_optimizer", None)  # the model's optimizer, rebuilt with it
         if model is not None:
-            state["_model_plain"] = _model_to_plain(model)
+            state["_model_plain"] = model_to_plain(model)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -645,5 +579,5 @@ class _BaseMLP(BaseEstimator):
         plain = state.pop("_model_plain", None)
         super().__setstate__(state)
         if plain is not None:
-            self.model_ = _model_from_plain(plain)
+            self.model_ = model_from_plain(plain)
             self._optimizer = self.model_.optimizer

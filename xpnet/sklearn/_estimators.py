@@ -13,7 +13,8 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted
 
 from ..validation import check_choice
-from ._base import _BaseMLP, _with_weights, output_activation
+from ._base import _BaseMLP
+from ._helpers import output_activation, with_weights
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -170,8 +171,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def _loss_targets(self, Y: np.ndarray, sw: np.ndarray | None) -> np.ndarray:
         if self.out_activation_ == "softmax":
-            return _with_weights(np.argmax(Y, axis=1).astype(np.int64), sw)
-        return _with_weights(np.asarray(Y, dtype=np.float64), sw)
+            return with_weights(np.argmax(Y, axis=1).astype(np.int64), sw)
+        return with_weights(np.asarray(Y, dtype=np.float64), sw)
 
     def _stratify(self, Y: np.ndarray) -> np.ndarray | None:
         if self._label_binarizer.y_type_.startswith("multilabel"):
