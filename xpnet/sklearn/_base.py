@@ -581,3 +581,9 @@ class _BaseMLP(BaseEstimator):
         if plain is not None:
             self.model_ = model_from_plain(plain)
             self._optimizer = self.model_.optimizer
+            if "out_activation_" not in self.__dict__:
+                # Pickled before the estimators had scikit-learn's output units: their
+                # classifiers had a softmax output per class, their regressors identity.
+                self.out_activation_ = "softmax" if self._is_classifier else "identity"
+                self.n_outputs_ = int(self.model_.n_outputs or 0)
+                self.n_layers_ = len(self.model_.parameters()) // 2 + 1
