@@ -78,9 +78,18 @@ def test_importing_xpnet_does_not_import_sklearn():
         import xpnet
         skipped = {"xpnet.sklearn", "xpnet.__main__"}
         imported, optional = [], []
-        for info in pkgutil.walk_packages(xpnet.__path__, "xpnet."):
-            if info.name in skipped:
-                continue
+
+        def walk(path, prefix):
+            # pkgutil.walk_packages imports every package to look inside it, skipped or not.
+            for info in pkgutil.iter_modules(path, prefix):
+                if info.name in skipped:
+                    continue
+                yield info
+                if info.ispkg:
+                    sub = importlib.import_module(info.name)
+                    yield from walk(sub.__path__, info.name + ".")
+
+        for info in walk(xpnet.__path__, "xpnet."):
             try:
                 importlib.import_module(info.name)
                 imported.append(info.name)
@@ -132,7 +141,7 @@ def test_wheel_installs_and_runs_in_a_fresh_venv(tmp_path):
         metadata = zf.read(meta_name).decode()
         entry_points = zf.read(meta_name.replace("METADATA", "entry_points.txt")).decode()
     assert wheel.name.startswith(f"xpnet-{xpnet.__version__}-py3-none-any")
-    assert "xpnet/py.typed" in names and "xpnet/sklearn.py" in names
+    assert "xpnet/py.typed" in names and "xpnet/sklearn/__init__.py" in names
     assert not [n for n in names if n.startswith("tests/") or "__pycache__" in n]
     assert f"Version: {xpnet.__version__}" in metadata
     for dep in ("numpy", "array-api-compat", "tqdm"):

@@ -19,7 +19,6 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from xpnet import Sequential
-from xpnet.layers import Dense
 from xpnet.sklearn import MLPClassifier, MLPRegressor
 
 
@@ -101,12 +100,13 @@ def test_partial_fit_needs_classes_first_then_trains_one_epoch_per_call():
     assert clf.n_iter_ == 1 and len(clf.loss_curve_) == 1
     for _ in range(30):
         clf.partial_fit(X, y)
-    assert clf.n_iter_ == 31
+    # As in scikit-learn, n_iter_ counts the epochs of the last call; loss_curve_ all of them.
+    assert clf.n_iter_ == 1 and len(clf.loss_curve_) == 31 and clf.t_ == 60 + 30 * len(X)
     assert clf.loss_curve_[-1] < clf.loss_curve_[0]
     assert clf.score(X, y) > 0.9
-    with pytest.raises(ValueError, match="not among the classes"):
+    with pytest.raises(ValueError, match="has classes not in"):
         clf.partial_fit(X[:3], np.array([0, 1, 7]))
-    with pytest.raises(ValueError, match="differs from the classes"):
+    with pytest.raises(ValueError, match="is not the same as on last call"):
         clf.partial_fit(X, y, classes=[0, 1, 2, 3])
 
 
@@ -154,7 +154,8 @@ def test_warm_start_continues_and_fit_restarts():
         assert clf.loss_curve_[-1] == pytest.approx(first)
         clf.set_params(warm_start=True)
         clf.fit(X, y)
-    assert clf.n_iter_ == 10 and clf.loss_curve_[-1] < first
+    # scikit-learn's count: n_iter_ is this call's epochs; loss_curve_ goes on.
+    assert clf.n_iter_ == 5 and len(clf.loss_curve_) == 10 and clf.loss_curve_[-1] < first
     with pytest.raises(ValueError, match="same classes"):
         clf.fit(X[y < 2], y[y < 2])
 
@@ -172,10 +173,12 @@ def test_alpha_adds_sklearns_l2_gradient_to_weights_only():
     )
     plain = MLPClassifier(alpha=0.0, **kwargs).partial_fit(X, y, classes=[0, 1, 2])
     ridge = MLPClassifier(alpha=alpha, **kwargs).partial_fit(X, y, classes=[0, 1, 2])
-    # The estimator's initial network: the same architecture and seed as a hand-built one.
-    W0 = Sequential(
-        [Dense(4, 6, activation="relu"), Dense(6, 3)], dtype="float64", seed=3
-    ).get_weights()
+    # The estimator's initial network: scikit-learn's Glorot-uniform draws from random_state.
+    rs = np.random.RandomState(3)
+    W0 = []
+    for fan_in, fan_out in [(4, 6), (6, 3)]:
+        bound = np.sqrt(6.0 / (fan_in + fan_out))
+        W0 += [rs.uniform(-bound, bound, (fan_in, fan_out)), rs.uniform(-bound, bound, fan_out)]
     # One full-batch SGD step with Nesterov momentum 0.9 moves by lr * 1.9 * grad, so the two
     # runs differ by exactly lr * 1.9 * alpha * W0 / n on the weights and not at all on biases.
     for k in range(2):
@@ -224,7 +227,9 @@ def test_regressor_output_shapes_follow_y():
     [
         ("hidden_layer_sizes", (8, 0), "hidden_layer_sizes must be"),
         ("activation", "softplus", "activation must be one of"),
-        ("solver", "lbfgs", "solver must be one of"),
+        ("solver", "newton", "solver must be one of"),
+        ("learning_rate", "cyclic", "learning_rate must be one of"),
+        ("n_iter_no_change", 0, "n_iter_no_change must be"),
         ("learning_rate_init", 0.0, "learning_rate_init must be"),
         ("batch_size", 0, "batch_size must be"),
         ("validation_fraction", 1.0, "validation_fraction must be"),
@@ -315,3 +320,62 @@ def test_estimators_train_only_through_sequential_fit(monkeypatch, early_stoppin
     assert outside == [] and hooks_seen
     assert all(len(h) == 1 and isinstance(h[0], L2Penalty) for h in hooks_seen)
     assert clf.model_.optimizer.hooks == []
+
+
+@pytest.mark.gpu
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("solver", ["adam", "sgd", "lbfgs"])
+def test_cupy_backend_agrees_with_numpy(solver):
+    """Every solver, the logistic/multi-label outputs, sample weights and the Poisson loss
+    on a GPU give what NumPy gives (float64, so only summation order differs)."""
+    from xpnet.backend import unavailable_reason
+
+    reason = unavailable_reason("cupy")
+    if reason is not None:
+        pytest.skip(f"cupy backend unavailable: {reason}")
+    from sklearn.datasets import make_multilabel_classification
+
+    X, y = _blobs(n=90)
+    Xm, Ym = make_multilabel_classification(n_samples=60, n_features=5, random_state=0)
+    w = np.linspace(0.5, 2.0, len(X))
+    kw = dict(hidden_layer_sizes=(8,), max_iter=5, random_state=0, solver=solver)
+    cases = [
+        (MLPClassifier, X, y, None),
+        (MLPClassifier, X, (y == 1).astype(int), w),
+        (MLPClassifier, Xm.astype(float), Ym, None),
+        (MLPRegressor, X, np.abs(X[:, 0]), w),
+    ]
+    for Est, A, b, sw in cases:
+        ref = Est(backend="numpy", **kw).fit(A, b, sample_weight=sw)
+        gpu = Est(backend="cupy", **kw).fit(A, b, sample_weight=sw)
+        assert gpu.model_.backend.name == "cupy"
+        np.testing.assert_allclose(gpu.predict(A), ref.predict(A), rtol=1e-6, atol=1e-8)
+    ref = MLPRegressor(loss="poisson", backend="numpy", **kw).fit(X, np.abs(X[:, 1]))
+    gpu = MLPRegressor(loss="poisson", backend="cupy", **kw).fit(X, np.abs(X[:, 1]))
+    np.testing.assert_allclose(gpu.predict(X), ref.predict(X), rtol=1e-6)
+
+
+def test_multilabel_poisson_sparse_and_sample_weights_on_numpy():
+    from scipy.sparse import csr_matrix
+    from sklearn.datasets import make_multilabel_classification
+
+    X, Y = make_multilabel_classification(n_samples=60, n_features=5, random_state=0)
+    kw = dict(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=200, random_state=0)
+    clf = MLPClassifier(**kw).fit(X, Y)
+    assert clf.out_activation_ == "logistic" and clf.n_outputs_ == Y.shape[1]
+    assert clf.predict(X).shape == Y.shape and np.mean(clf.predict(X) == Y) > 0.8
+    np.testing.assert_array_equal(clf.predict(csr_matrix(X)), clf.predict(X))
+    Xb, yb = _blobs(n=60, classes=2)
+    binary = MLPClassifier(**kw).fit(Xb, yb)
+    assert binary.n_outputs_ == 1 and binary.coefs_[-1].shape == (16, 1)
+    assert binary.predict_proba(Xb).shape == (60, 2)
+    # Zero weights drop samples: the fit equals the fit without them.
+    w = np.ones(60)
+    w[:10] = 0.0
+    a = MLPClassifier(**kw).fit(Xb, yb, sample_weight=w)
+    b = MLPClassifier(**kw).fit(Xb[10:], yb[10:])
+    np.testing.assert_allclose(a.predict_proba(Xb), b.predict_proba(Xb), rtol=1e-4, atol=1e-6)
+    reg = MLPRegressor(loss="poisson", **kw).fit(Xb, np.exp(Xb[:, 0]))
+    assert reg.out_activation_ == "exp" and (reg.predict(Xb) > 0).all()
+    with pytest.raises(ValueError, match="non-negative targets"):
+        MLPRegressor(loss="poisson").fit(Xb, -np.ones(60))

@@ -1,0 +1,132 @@
+"""scikit-learn's MLP losses, as xpnet :class:`~xpnet.losses.Loss` objects on the output logits.
+
+Each takes the last layer's linear output ``z`` and applies scikit-learn's output activation
+inside the loss (softmax, logistic, identity, exp), so that the gradient is the canonical
+``(activation(z) - y) / n`` scikit-learn back-propagates. With ``weighted=True`` the targets
+carry the sample weights as their last column (they travel through the training loop's
+shuffle and batching with their rows) and the batch loss is ``sum(w * loss) / sum(w)``.
+
+These are private to the estimators; the logistic loss can give way to xpnet's public binary
+cross-entropy once that exists.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..backend import namespace_of
+from ..kernels import get_kernels
+from ..losses import Loss
+
+__all__ = ["LOSS_KINDS", "HalfSquaredError", "LogisticLoss", "PoissonLoss", "SoftmaxLogLoss"]
+
+
+class _SklearnLoss(Loss):
+    """Splits weighted targets and keeps the batch's normaliser for the L2 hook."""
+
+    #: scikit-learn's name for the activation applied to the logits.
+    out_activation = "identity"
+
+    def __init__(self, weighted: bool = False) -> None:
+        self.weighted = bool(weighted)
+        #: ``1 / sum(w)`` of the last batch (``1 / n`` unweighted): the factor of
+        #: scikit-learn's L2 gradient ``alpha * W / sum(w)``.
+        self.inverse_weight_sum: Any = 1.0
+        self._delta: Any = None
+
+    def _split(self, output: Any, target: Any) -> tuple[Any, Any, Any]:
+        """``(xp, targets, per-row scale)``: the scale is ``w / sum(w)`` or ``1 / n``."""
+        xp = namespace_of(output, target)
+        n = int(output.shape[0])
+        if not self.weighted:
+            self.inverse_weight_sum = 1.0 / n
+            return xp, target, 1.0 / n
+        w = xp.astype(target[:, -1], output.dtype)
+        inv = 1.0 / xp.sum(w)
+        self.inverse_weight_sum = inv
+        return xp, target[:, :-1], xp.reshape(w * inv, (-1, 1))
+
+    def _finish(self, xp: Any, per_element: Any, scale: Any) -> Any:
+        return xp.sum(per_element * scale)
+
+    def backward(self) -> Any:
+        return self._delta
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(weighted={self.weighted!r})"
+
+
+class SoftmaxLogLoss(_SklearnLoss):
+    """Softmax and the multinomial log loss; targets are class indices (n,)."""
+
+    name = "sklearn_log_loss"
+    out_activation = "softmax"
+
+    def target_dtype(self, model_dtype: str, target_ndim: int = 1) -> str:
+        return model_dtype if self.weighted else "int64"
+
+    def forward(self, output: Any, target: Any) -> Any:
+        xp, labels, scale = self._split(output, target)
+        if self.weighted:
+            labels = xp.astype(labels[:, 0], xp.int64)
+        c = int(output.shape[1])
+        classes = xp.arange(c, dtype=labels.dtype, device=labels.device)
+        onehot = xp.astype(
+            xp.expand_dims(labels, axis=1) == xp.expand_dims(classes, axis=0), output.dtype
+        )
+        log_probs, probs = get_kernels(xp).log_softmax_with_probs(output)
+        self._delta = (probs - onehot) * scale
+        return -self._finish(xp, onehot * log_probs, scale)
+
+
+class LogisticLoss(_SklearnLoss):
+    """A logistic unit per output and the binary log loss, summed over the outputs; targets
+    are 0/1 indicators (n, outputs): scikit-learn's binary and multi-label case."""
+
+    name = "sklearn_binary_log_loss"
+    out_activation = "logistic"
+
+    def forward(self, output: Any, target: Any) -> Any:
+        xp, t, scale = self._split(output, target)
+        t = xp.astype(t, output.dtype)
+        # log(1 + exp(z)) - t z without overflow; sigmoid through tanh for the same reason.
+        softplus = xp.maximum(output, 0.0) + xp.log1p(xp.exp(-xp.abs(output)))
+        self._delta = (0.5 * (1.0 + xp.tanh(0.5 * output)) - t) * scale
+        return self._finish(xp, softplus - t * output, scale)
+
+
+class HalfSquaredError(_SklearnLoss):
+    """scikit-learn's ``squared_error``: half the squared error, summed over the outputs."""
+
+    name = "sklearn_squared_error"
+    out_activation = "identity"
+
+    def forward(self, output: Any, target: Any) -> Any:
+        xp, t, scale = self._split(output, target)
+        diff = output - xp.astype(t, output.dtype)
+        self._delta = diff * scale
+        return 0.5 * self._finish(xp, diff * diff, scale)
+
+
+class PoissonLoss(_SklearnLoss):
+    """scikit-learn's ``poisson``: half the Poisson deviance with the log link, prediction
+    ``exp(z)``; the loss is ``y log(y / exp(z)) - y + exp(z)``, as scikit-learn reports it."""
+
+    name = "sklearn_poisson"
+    out_activation = "exp"
+
+    def forward(self, output: Any, target: Any) -> Any:
+        xp, t, scale = self._split(output, target)
+        t = xp.astype(t, output.dtype)
+        mu = xp.exp(output)
+        ylogy = t * xp.log(xp.where(t > 0, t, xp.ones_like(t)))
+        self._delta = (mu - t) * scale
+        return self._finish(xp, ylogy - t * output - t + mu, scale)
+
+
+LOSS_KINDS: dict[str, type[_SklearnLoss]] = {
+    "softmax": SoftmaxLogLoss,
+    "logistic": LogisticLoss,
+    "identity": HalfSquaredError,
+    "exp": PoissonLoss,
+}

@@ -1,0 +1,284 @@
+"""scikit-learn's optimisers and stopping rules, as xpnet optimizers, a hook and callbacks.
+
+* :class:`SklearnSGD` and :class:`SklearnAdam` update as scikit-learn's ``SGDOptimizer`` and
+  ``AdamOptimizer`` do (velocity ``v = momentum v - lr g``; Adam's epsilon added to the
+  uncorrected ``sqrt(v)``), and expose ``learning_rate`` as scikit-learn's optimizers do.
+* :class:`SampleL2` is scikit-learn's ``alpha * W / sum(w)`` on each weight gradient.
+* :class:`SklearnStopping` records the epoch and applies ``tol``, ``n_iter_no_change``,
+  ``early_stopping`` and the learning-rate schedules after each epoch.
+* :class:`KeepGoing` replaces ``fit``'s divergence guard: scikit-learn trains on through
+  non-finite values and the estimator reports them once, after training.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..backend import namespace_of, to_numpy
+from ..callbacks import EarlyStopping, ModelState, TerminateOnNaN
+from ..kernels import get_kernels
+from ..optimizers import OPTIMIZERS, Adam, GradientHook, L2Penalty, Optimizer
+from ..parameter import Parameter, ParameterBuffer
+
+__all__ = [
+    "KeepGoing",
+    "SampleL2",
+    "SklearnAdam",
+    "SklearnSGD",
+    "SklearnStopping",
+    "optimizer_class",
+]
+
+
+class SklearnSGD(Optimizer):
+    """scikit-learn's SGD: ``v = momentum v - lr g``; ``p += momentum v - lr g`` (Nesterov)
+    or ``p += v``; ``lr_schedule`` "constant", "invscaling" or "adaptive" (applied by
+    :class:`SklearnStopping` at the end of each epoch)."""
+
+    name = "sklearn_sgd"
+    state_names = ("velocity",)
+
+    def __init__(
+        self,
+        lr: float = 0.1,
+        momentum: float = 0.9,
+        nesterov: bool = True,
+        lr_schedule: str = "constant",
+        power_t: float = 0.5,
+        learning_rate: float | None = None,
+        hooks: Iterable[GradientHook] | None = None,
+    ) -> None:
+        super().__init__(lr, None, hooks)
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
+        self.lr_schedule = str(lr_schedule)
+        self.power_t = float(power_t)
+        if learning_rate is not None:
+            self.lr = float(learning_rate)
+
+    @property
+    def learning_rate(self) -> float:
+        """The current rate, scikit-learn's ``_optimizer.learning_rate``."""
+        return float(self.lr)
+
+    def iteration_ends(self, time_step: int) -> None:
+        if self.lr_schedule == "invscaling":
+            self.lr = float(self.base_lr) / (time_step + 1) ** self.power_t
+
+    def trigger_stopping(self, msg: str, verbose: bool) -> bool:
+        if self.lr_schedule != "adaptive":
+            if verbose:
+                print(msg + " Stopping.")
+            return True
+        if self.lr <= 1e-6:
+            if verbose:
+                print(msg + " Learning rate too small. Stopping.")
+            return True
+        self.lr /= 5.0
+        if verbose:
+            print(msg + f" Setting learning rate to {self.lr:f}")
+        return False
+
+    def _update(self, p: Parameter, g: Any, state: dict[str, Any], xp: Any) -> None:
+        if not self.momentum:
+            p.data -= self.lr * g
+            return
+        v = state.get("velocity")
+        if v is None:
+            v = state["velocity"] = xp.zeros_like(p.data)
+        v *= self.momentum
+        v -= self.lr * g
+        if self.nesterov:
+            p.data += self.momentum * v - self.lr * g
+        else:
+            p.data += v
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {
+            "lr": self.base_lr,
+            "momentum": self.momentum,
+            "nesterov": self.nesterov,
+            "lr_schedule": self.lr_schedule,
+            "power_t": self.power_t,
+            "learning_rate": self.lr,
+        }
+
+
+class SklearnAdam(Adam):
+    """Adam with scikit-learn's epsilon: ``p -= lr_t m / (sqrt(v) + eps)`` with
+    ``lr_t = lr sqrt(1 - b2^t) / (1 - b1^t)`` (xpnet's Adam adds eps to the corrected root)."""
+
+    name = "sklearn_adam"
+
+    @property
+    def learning_rate(self) -> float:
+        t = max(self.steps_done, 1)
+        b1, b2 = self.betas
+        return float(self.base_lr) * math.sqrt(1.0 - b2**t) / (1.0 - b1**t)
+
+    def iteration_ends(self, time_step: int) -> None:
+        """Adam keeps its rate (scikit-learn's schedules are SGD's)."""
+
+    def trigger_stopping(self, msg: str, verbose: bool) -> bool:
+        if verbose:
+            print(msg + " Stopping.")
+        return True
+
+    def _update(self, p: Parameter, g: Any, state: dict[str, Any], xp: Any) -> None:
+        b1, b2 = self.betas
+        if "exp_avg" not in state:
+            state["exp_avg"] = xp.zeros_like(p.data)
+            state["exp_avg_sq"] = xp.zeros_like(p.data)
+        t = state["step"]
+        root_bc2 = math.sqrt(1.0 - b2**t)
+        # eps / root_bc2 against the corrected root is eps against the raw one.
+        get_kernels(xp).adam_update(
+            p.data,
+            g,
+            state["exp_avg"],
+            state["exp_avg_sq"],
+            beta1=b1,
+            beta2=b2,
+            step_size=self.lr / (1.0 - b1**t),
+            root_bc2=root_bc2,
+            eps=self.eps / root_bc2,
+            step=t,
+        )
+
+
+_OWN: dict[str, type[Optimizer]] = {"sklearn_sgd": SklearnSGD, "sklearn_adam": SklearnAdam}
+
+
+def optimizer_class(name: str) -> type[Optimizer]:
+    """The optimizer class a pickled state names (the estimators' own, or xpnet's)."""
+    return _OWN.get(name) or OPTIMIZERS[name]
+
+
+class SampleL2(L2Penalty):
+    """scikit-learn's L2 term with sample weights: ``alpha * W / sum(w)`` on each weight
+    gradient, ``sum(w)`` being the batch's (``n_batch`` without weights), which the loss
+    left on the device; so the hook reads nothing back."""
+
+    def __init__(self, rate: float, loss: Any) -> None:
+        super().__init__(rate)
+        self.loss = loss
+
+    def __call__(
+        self, optimizer: Optimizer, params: Sequence[Parameter], buffer: ParameterBuffer | None
+    ) -> None:
+        if self.rate == 0.0:
+            return
+        coef = self.rate * self.loss.inverse_weight_sum
+        if buffer is None:
+            for p in params:
+                if p.grad is not None and len(p.shape) >= 2:
+                    p.grad += coef * p.data
+            return
+        buffer.grad += coef * (self._weight_mask(buffer) * buffer.data)
+
+
+class KeepGoing(TerminateOnNaN):
+    """``fit``'s guard, told to let non-finite values through (scikit-learn's behaviour)."""
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        return
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        return
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        return
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        return
+
+
+class SklearnStopping(EarlyStopping):
+    """scikit-learn's end-of-epoch bookkeeping as a callback on :meth:`Sequential.fit`.
+
+    It counts ``n_iter_`` and ``t_``, records ``loss_curve_`` (the epoch loss plus the L2
+    term), then the validation score (``early_stopping``; the best epoch's state is kept and
+    put back when training ends) or the training loss, counting epochs without an
+    improvement of ``tol``; more than ``n_iter_no_change`` of them stop training, or with
+    ``learning_rate="adaptive"`` divide the rate by 5 first.
+    """
+
+    def __init__(
+        self,
+        estimator: Any,
+        n: int,
+        penalty_factor: float,
+        validation: tuple[Any, Any, Any] | None,
+        incremental: bool,
+    ) -> None:
+        super().__init__(monitor="loss", restore_best_weights=validation is not None)
+        self.estimator = estimator
+        self.n = n
+        self.penalty_factor = penalty_factor
+        self.validation = validation
+        self.incremental = incremental
+        self.converged = False
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        super().on_train_begin(logs)
+        self.converged = False
+        if self.validation is not None:
+            # scikit-learn restores the initial weights when no epoch beats the best score.
+            self.best_state = ModelState(self.model)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        est = self.estimator
+        est.n_iter_ += 1
+        est.t_ += self.n
+        value = float((logs or {})["loss"]) + est._penalty(self.penalty_factor)
+        est.loss_ = value
+        est.loss_curve_.append(value)
+        if est.verbose:
+            print(f"Iteration {est.n_iter_}, loss = {value:.8f}")
+        if self.validation is not None:
+            score = est._validation_score(*self.validation)
+            if est.verbose:
+                print(f"Validation score: {score:f}")
+            if est._update_validation(score):
+                self.best_epoch = epoch
+                assert self.best_state is not None
+                self.best_state.update()
+        else:
+            est._update_loss_progress(value)
+        opt = self.model.optimizer
+        if hasattr(opt, "iteration_ends"):
+            opt.iteration_ends(est.t_)
+        if est._no_improvement_count > est.n_iter_no_change:
+            what = "Validation score" if self.validation is not None else "Training loss"
+            msg = (
+                f"{what} did not improve more than tol={est.tol:f} for "
+                f"{est.n_iter_no_change} consecutive epochs."
+            )
+            stops = (
+                opt.trigger_stopping(msg, est.verbose) if hasattr(opt, "trigger_stopping") else True
+            )
+            if stops:
+                self.converged = True
+                self.stopped_epoch = epoch
+                self.model.stop_training = True
+            else:
+                est._no_improvement_count = 0
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        # scikit-learn keeps the best validation epoch's weights however training ended.
+        if self.best_state is not None:
+            self.best_state.restore()
+
+
+def host_scores(model: Any, Xd: Any, batch: int = 1024) -> np.ndarray:
+    """The network's raw outputs on device rows ``Xd``, read back once."""
+    xp = namespace_of(Xd)
+    n = int(Xd.shape[0])
+    outs = [
+        model.forward(Xd[i : min(i + batch, n), ...], training=False) for i in range(0, n, batch)
+    ]
+    return np.asarray(to_numpy(outs[0] if len(outs) == 1 else xp.concat(outs, axis=0)))
