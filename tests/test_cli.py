@@ -129,7 +129,7 @@ def test_defaults_are_the_documented_recommendation() -> None:
         (["train", "--dataset", "csv:"], "csv: needs a file path"),
         (["train", "--backend", "tpu"], "unknown backend 'tpu'"),
         (["train", "--optimizer", "lbfgs"], "invalid choice"),
-        (["train", "--activation", "gelu"], "unknown activation 'gelu'"),
+        (["train", "--activation", "swish"], "unknown activation 'swish'"),
         (["train", "--dtype", "float16"], "invalid choice"),
         (["train", "--val-split", "1"], "--val-split"),
         (["train", "--resume"], "--resume needs --checkpoint"),
