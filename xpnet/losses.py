@@ -94,6 +94,8 @@ class SoftmaxCrossEntropy(Loss):
 
     name = "softmax_cross_entropy"
     categorical = True
+    # A class default too, for subclasses whose __init__ does not call this one.
+    label_smoothing = 0.0
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
         self.label_smoothing = check_number(

@@ -56,10 +56,8 @@ class Optimizer:
 
     Every optimizer also takes ``hooks``: :class:`GradientHook` objects (see
     :meth:`add_hook`) called, in order, on the gradients before each update, and
-    ``clip_norm``: when given, the gradients are first scaled as
-    ``torch.nn.utils.clip_grad_norm_(params, max_norm=clip_norm)`` does, by
-    ``min(1, clip_norm / (norm + 1e-6))`` with ``norm`` their global L2 norm, on the device
-    (see :mod:`xpnet.clipping`).
+    ``clip_norm``: the gradients are first clipped to that global L2 norm, as
+    ``torch.nn.utils.clip_grad_norm_`` does, on the device (see :mod:`xpnet.clipping`).
     """
 
     name = "optimizer"
@@ -125,8 +123,7 @@ class Optimizer:
         if self.hooks or self.clip_norm is not None:
             buf = params[0].buffer if params else None
             held = buf if buf is not None and buf.holds(params) else None
-            # Clipping first, as torch's clip_grad_norm_ runs before the step (whose weight
-            # decay the hooks stand for).
+            # Clipping first: torch's clip_grad_norm_ precedes the step and its weight decay.
             if self.clip_norm is not None:
                 clip_grad_norm(params, held, self.clip_norm)
             for hook in self.hooks:
