@@ -129,7 +129,10 @@ def test_defaults_are_the_documented_recommendation() -> None:
         (["train", "--dataset", "csv:"], "csv: needs a file path"),
         (["train", "--backend", "tpu"], "unknown backend 'tpu'"),
         (["train", "--optimizer", "lbfgs"], "invalid choice"),
-        (["train", "--activation", "gelu"], "unknown activation 'gelu'"),
+        (["train", "--activation", "swish"], "unknown activation 'swish'"),
+        (["train", "--norm", "group"], "invalid choice"),
+        (["train", "--label-smoothing", "1"], "--label-smoothing"),
+        (["train", "--clip-norm", "-1"], "--clip-norm"),
         (["train", "--dtype", "float16"], "invalid choice"),
         (["train", "--val-split", "1"], "--val-split"),
         (["train", "--resume"], "--resume needs --checkpoint"),
@@ -608,3 +611,18 @@ def test_predict_piped_into_head_ends_quietly(trained: dict, tmp_path: Path) -> 
     labels, _ = _predictions(result.stdout)
     assert labels.size == 3
     assert result.returncode == xpnet.cli.EXIT_BROKEN_PIPE  # xpnet's status, via pipefail
+
+
+@pytest.mark.parametrize("norm", ["batch", "layer"])
+def test_train_norm_label_smoothing_clip_norm(norm: str, tmp_path: Path) -> None:
+    out = tmp_path / "run.json"
+    argv = [*DIGITS[:-1], "3", "--norm", norm, "--activation", "gelu", "--label-smoothing"]
+    argv += ["0.1", "--clip-norm", "2.0", "--quiet", "--json", str(out)]
+    assert main(argv) == 0
+    s = json.loads(out.read_text())
+    assert (s["norm"], s["label_smoothing"], s["clip_norm"]) == (norm, 0.1, 2.0)
+    assert s["optimizer_hyperparameters"]["clip_norm"] == 2.0
+    kinds = [layer["kind"] for layer in s["layers"]]
+    want = "BatchNorm" if norm == "batch" else "LayerNorm"
+    assert kinds[:3] == ["Dense", want, "GELU"]  # after the Dense, before the activation
+    assert s["test_accuracy"] > 0.5

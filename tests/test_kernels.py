@@ -197,8 +197,8 @@ def test_every_activation_layer_has_its_kernel_pair_on_every_kernel_set():
 
 def test_unknown_activation_names_the_known_ones():
     k = PortableKernels()
-    with pytest.raises(ValueError, match=r"unknown activation 'gelu'.*relu, leaky_relu"):
-        k.activation(np.zeros((2, 2)), "gelu")
+    with pytest.raises(ValueError, match=r"unknown activation 'swish'.*relu, leaky_relu"):
+        k.activation(np.zeros((2, 2)), "swish")
     with pytest.raises(ValueError, match="unknown activation 'matmul'"):
         k.activation_backward(np.zeros((2, 2)), np.zeros((2, 2)), "matmul")
 
@@ -489,7 +489,7 @@ def _elementwise_source(kernel, ctype):
 
 _F64_OP = re.compile(r"\S+\.f64\b")
 # Kernels without exp/tanh/log: any fma in them would be a contraction NumPy does not do.
-_ALGEBRAIC = re.compile(r"relu|backward|bias$|adam|sgd")
+_ALGEBRAIC = re.compile(r"relu|backward|bias$|adam|sgd|norm")
 
 
 def test_cupy_kernel_sources_compile_in_their_own_precision():
@@ -680,6 +680,8 @@ def _cupy_kernels_on_host(monkeypatch, build_dir):
         for key, kernel in table.items():
             monkeypatch.setitem(table, key, _HostElementwise(kernel, build_dir))
     monkeypatch.setattr(cf, "_ADAM", _HostElementwise(cf._ADAM, build_dir))
+    for name in ("_INV_STD", "_CENTER_SCALE", "_SCALE_SHIFT", "_BATCH_NORM_BACKWARD"):
+        monkeypatch.setattr(cf, name, _HostElementwise(getattr(cf, name), build_dir))
     monkeypatch.setattr(cf, "_LOG_SOFTMAX_MODULE", _HostRowModule(cf.LOG_SOFTMAX_SOURCE, build_dir))
     host = types.SimpleNamespace(
         ndarray=np.ndarray, ascontiguousarray=np.ascontiguousarray, empty_like=np.empty_like

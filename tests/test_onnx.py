@@ -11,7 +11,21 @@ import pytest
 
 import xpnet
 from xpnet.cli import main
-from xpnet.layers import LAYER_TYPES, Dense, Dropout, Layer, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from xpnet.layers import (
+    GELU,
+    LAYER_TYPES,
+    BatchNorm,
+    Dense,
+    Dropout,
+    Layer,
+    LayerNorm,
+    LeakyReLU,
+    ReLU,
+    Sigmoid,
+    SiLU,
+    Softmax,
+    Tanh,
+)
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -34,6 +48,14 @@ CASES = {
     "Tanh": lambda: [Dense(N_IN, 5), Tanh()],
     "Softmax": lambda: [Dense(N_IN, 5), Softmax()],
     "Dropout": lambda: [Dense(N_IN, 5, activation="relu"), Dropout(0.5), Dense(5, 3)],
+    "Dense-gelu": lambda: [Dense(N_IN, 4, activation="gelu")],
+    "Dense-gelu_tanh": lambda: [Dense(N_IN, 4, activation="gelu_tanh")],
+    "Dense-silu": lambda: [Dense(N_IN, 4, activation="silu")],
+    "GELU": lambda: [Dense(N_IN, 5), GELU(), Dense(5, 3)],
+    "GELU-tanh": lambda: [Dense(N_IN, 5), GELU(approximate="tanh")],
+    "SiLU": lambda: [Dense(N_IN, 5), SiLU()],
+    "BatchNorm": lambda: [Dense(N_IN, 5), BatchNorm(5), ReLU(), Dense(5, 3)],
+    "LayerNorm": lambda: [Dense(N_IN, 5), LayerNorm(5, eps=1e-3), Dense(5, 3)],
 }
 
 # float32: 1e-5 relative; entries that cancel to almost zero are compared at 1e-5 of the
@@ -78,6 +100,28 @@ def test_each_layer_kind_matches_onnxruntime(case, dtype, tmp_path):
     for n in (1, 357):
         X = _inputs(n, dtype, seed=n)
         _assert_matches(_run(path, X), _forward(model, X), dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_batchnorm_exports_its_running_statistics(dtype, tmp_path):
+    model = xpnet.Sequential(CASES["BatchNorm"](), dtype=dtype, seed=2, backend="numpy")
+    X = _inputs(64, dtype, seed=3) * 3.0 + 1.0
+    model.fit(X, np.arange(64) % 3, epochs=2, batch_size=16)
+    assert np.abs(xpnet.to_numpy(model.layers[1].running_mean)).max() > 0.05
+    path = export(model, tmp_path / "bn.onnx")
+    _assert_matches(_run(path, X), _forward(model, X), dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gelu_over_the_whole_real_line(dtype, tmp_path):
+    # Dense(1, 1) with W = 1, b = 0 passes x through: the GELU sees the tails and every branch
+    # of the float64 erfc written out in operators.
+    model = xpnet.Sequential([Dense(1, 1), GELU()], dtype=dtype, seed=0, backend="numpy")
+    model.set_weights([np.ones((1, 1)), np.zeros(1)])
+    x = np.concatenate([np.linspace(-40.0, 40.0, 4001), [0.0, 0.3, -0.46875, 4.0, -26.6]])
+    X = x.reshape(-1, 1).astype(dtype)
+    got, want = _run(export(model, tmp_path / "gelu.onnx"), X), _forward(model, X)
+    np.testing.assert_allclose(got, want, rtol=RTOL[dtype], atol=RTOL[dtype] * 1e-3)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

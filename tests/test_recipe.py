@@ -41,7 +41,7 @@ def test_build_model_is_seeded() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"activation": "gelu"}, "activation must be one of relu, leaky_relu, tanh, sigmoid"),
+        ({"activation": "swish"}, "activation must be one of relu, leaky_relu, tanh, sigmoid"),
         ({"dropout": 1.0}, r"dropout must be a number in \[0, 1\), got 1.0"),
         ({"hidden": (8, 0)}, "hidden layer width must be an integer >= 1, got 0"),
     ],

@@ -136,7 +136,7 @@ def test_argument_types_accept_what_the_library_accepts(parse, text, value):
         (arguments.positive_float, "abc", "expected a positive finite number, got 'abc'"),
         (arguments.hidden, "8,0", "expected comma-separated positive layer widths"),
         (arguments.backend_name, "tpu", "unknown backend 'tpu'; choose from numpy, cupy"),
-        (arguments.activation, "gelu", "unknown activation 'gelu'; choose from relu"),
+        (arguments.activation, "swish", "unknown activation 'swish'; choose from relu"),
         (arguments.dataset, "cifar10", "unknown data set 'cifar10'; choose from mnist"),
         (arguments.dataset, "csv:", "csv: needs a file path"),
     ],

@@ -184,6 +184,7 @@ class Sequential:
     def _check_data(self, X: Any, y: Any, loss: Loss) -> tuple[Any, Any]:
         classes = self.n_outputs if loss.categorical else None
         X, y = check_X_y(X, y, self.n_features_in, classes)
+        y = loss.check_targets(y, self.n_outputs)
         _check_fits_dtype(X, self.dtype)
         return X, y
 
@@ -357,23 +358,36 @@ class Sequential:
 
     @with_blas_threads
     def predict_proba(self, X: Any, batch_size: int = 1024) -> np.ndarray:
-        """Class probabilities (softmax of the outputs) as a NumPy array (n, classes)."""
+        """Class probabilities (softmax of the outputs) as a NumPy array (n, classes).
+
+        For a model trained with a multi-label loss (:class:`~xpnet.losses.BinaryCrossEntropy`)
+        each output's own probability, the sigmoid of its logit.
+        """
         batch_size = check_positive_int("batch_size", batch_size)
         X = check_X(X, self.n_features_in)
         _check_fits_dtype(X, self.dtype)
         out = self._forward_batches(self.backend.asarray(X, dtype=self.dtype), batch_size)
         if not (self.layers and isinstance(self.layers[-1], (Softmax, Sigmoid))):
-            out = Softmax().forward(out)
+            multi = self.loss is not None and self.loss.multi_label
+            out = (Sigmoid() if multi else Softmax()).forward(out)
         return to_numpy(out)
 
     @with_blas_threads
     def predict(self, X: Any, batch_size: int = 1024) -> np.ndarray:
-        """Predicted class labels (argmax of the outputs) as a NumPy int64 array."""
+        """Predicted class labels (argmax of the outputs) as a NumPy int64 array.
+
+        For a model trained with a multi-label loss, the (n, outputs) 0/1 decisions instead:
+        1 where an output's probability exceeds 0.5.
+        """
         batch_size = check_positive_int("batch_size", batch_size)
         X = check_X(X, self.n_features_in)
         _check_fits_dtype(X, self.dtype)
         out = self._forward_batches(self.backend.asarray(X, dtype=self.dtype), batch_size)
         xp = namespace_of(out)
+        if self.loss is not None and self.loss.multi_label:
+            last = self.layers[-1] if self.layers else None
+            cut = 0.5 if isinstance(last, (Softmax, Sigmoid)) else 0.0
+            return to_numpy(out > cut).astype(np.int64)
         return to_numpy(xp.argmax(out, axis=1)).astype(np.int64)
 
     # ----------------------------------------------------------------- weights
@@ -440,7 +454,9 @@ class Sequential:
         )
 
     def get_weights(self) -> list[np.ndarray]:
-        """Host copies of the weights: for each Dense layer, W (in, out) then b (out,)."""
+        """Host copies of the weights, layer by layer, each layer's parameters in order: Dense
+        ``W`` (in, out) then ``b`` (out,); BatchNorm and LayerNorm ``weight`` then ``bias``.
+        Buffers (BatchNorm's running statistics) are not weights."""
         return [to_numpy(p.data).copy() for p in self.parameters()]
 
     def set_weights(self, weights: Sequence[Any]) -> None:
@@ -449,7 +465,7 @@ class Sequential:
         weights = list(weights)
         if len(weights) != len(params):
             raise ValueError(
-                f"xpnet: set_weights expected {len(params)} arrays (W and b per Dense layer), "
+                f"xpnet: set_weights expected {len(params)} arrays (each layer's parameters), "
                 f"got {len(weights)}"
             )
         staged = []

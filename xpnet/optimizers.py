@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .backend import backend_of, namespace_of, to_numpy
+from .clipping import check_clip_norm, clip_grad_norm
 from .kernels import get_kernels
 from .parameter import Parameter, ParameterBuffer
 from .schedules import LRSchedule
@@ -54,7 +55,9 @@ class Optimizer:
     ``lr * schedule.factor(updates made so far)``.
 
     Every optimizer also takes ``hooks``: :class:`GradientHook` objects (see
-    :meth:`add_hook`) called, in order, on the gradients before each update.
+    :meth:`add_hook`) called, in order, on the gradients before each update, and
+    ``clip_norm``: the gradients are first clipped to that global L2 norm, as
+    ``torch.nn.utils.clip_grad_norm_`` does, on the device (see :mod:`xpnet.clipping`).
     """
 
     name = "optimizer"
@@ -66,7 +69,10 @@ class Optimizer:
         lr: float,
         schedule: LRSchedule | None = None,
         hooks: Iterable[GradientHook] | None = None,
+        clip_norm: float | None = None,
     ) -> None:
+        #: The largest global L2 norm of the gradients of an update (None: no clipping).
+        self.clip_norm = check_clip_norm(clip_norm, type(self).__name__)
         #: The rate given at construction; :attr:`lr` is the rate of the current update.
         self.base_lr = _positive("lr", lr, type(self).__name__)
         self.lr = self.base_lr
@@ -114,9 +120,12 @@ class Optimizer:
         if self.schedule is not None:
             self.lr = self.base_lr * self.schedule.factor(self.steps_done)
         self.steps_done += 1
-        if self.hooks:
+        if self.hooks or self.clip_norm is not None:
             buf = params[0].buffer if params else None
             held = buf if buf is not None and buf.holds(params) else None
+            # Clipping first: torch's clip_grad_norm_ precedes the step and its weight decay.
+            if self.clip_norm is not None:
+                clip_grad_norm(params, held, self.clip_norm)
             for hook in self.hooks:
                 hook(self, params, held)
         flat = self._flat_state(params)
@@ -167,7 +176,13 @@ class Optimizer:
 
     def hyperparameters(self) -> dict[str, Any]:
         """The constructor arguments (JSON-serialisable)."""
-        return {"lr": self.base_lr}
+        return self._with_clip({"lr": self.base_lr})
+
+    def _with_clip(self, hp: dict[str, Any]) -> dict[str, Any]:
+        # Recorded only when set, so the records of unclipped optimizers stay as they were.
+        if self.clip_norm is not None:
+            hp["clip_norm"] = self.clip_norm
+        return hp
 
     def state_dict(self, params: Sequence[Parameter]) -> dict[str, Any]:
         """Host copy of the state, one entry per parameter in ``params`` order."""
@@ -274,8 +289,9 @@ class SGD(Optimizer):
         dampening: float = 0.0,
         schedule: LRSchedule | None = None,
         hooks: Iterable[GradientHook] | None = None,
+        clip_norm: float | None = None,
     ) -> None:
-        super().__init__(lr, schedule, hooks)
+        super().__init__(lr, schedule, hooks, clip_norm)
         self.momentum = _in_unit("momentum", momentum, "SGD")
         self.weight_decay = _non_negative("weight_decay", weight_decay, "SGD")
         self.dampening = _in_unit("dampening", dampening, "SGD")
@@ -306,13 +322,15 @@ class SGD(Optimizer):
         )
 
     def hyperparameters(self) -> dict[str, Any]:
-        return {
-            "lr": self.base_lr,
-            "momentum": self.momentum,
-            "nesterov": self.nesterov,
-            "weight_decay": self.weight_decay,
-            "dampening": self.dampening,
-        }
+        return self._with_clip(
+            {
+                "lr": self.base_lr,
+                "momentum": self.momentum,
+                "nesterov": self.nesterov,
+                "weight_decay": self.weight_decay,
+                "dampening": self.dampening,
+            }
+        )
 
 
 class Adam(Optimizer):
@@ -333,8 +351,9 @@ class Adam(Optimizer):
         weight_decay: float = 0.0,
         schedule: LRSchedule | None = None,
         hooks: Iterable[GradientHook] | None = None,
+        clip_norm: float | None = None,
     ) -> None:
-        super().__init__(lr, schedule, hooks)
+        super().__init__(lr, schedule, hooks, clip_norm)
         owner = type(self).__name__
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"xpnet: {owner} betas must be a pair of numbers, got {betas!r}")
@@ -366,12 +385,14 @@ class Adam(Optimizer):
         )
 
     def hyperparameters(self) -> dict[str, Any]:
-        return {
-            "lr": self.base_lr,
-            "betas": list(self.betas),
-            "eps": self.eps,
-            "weight_decay": self.weight_decay,
-        }
+        return self._with_clip(
+            {
+                "lr": self.base_lr,
+                "betas": list(self.betas),
+                "eps": self.eps,
+                "weight_decay": self.weight_decay,
+            }
+        )
 
 
 class AdamW(Adam):
@@ -388,8 +409,9 @@ class AdamW(Adam):
         weight_decay: float = 1e-2,
         schedule: LRSchedule | None = None,
         hooks: Iterable[GradientHook] | None = None,
+        clip_norm: float | None = None,
     ) -> None:
-        super().__init__(lr, betas, eps, weight_decay, schedule, hooks)
+        super().__init__(lr, betas, eps, weight_decay, schedule, hooks, clip_norm)
 
     def _decay(self, p: Parameter, g: Any) -> Any:
         if self.weight_decay:
@@ -417,8 +439,9 @@ class RMSProp(Optimizer):
         centered: bool = False,
         schedule: LRSchedule | None = None,
         hooks: Iterable[GradientHook] | None = None,
+        clip_norm: float | None = None,
     ) -> None:
-        super().__init__(lr, schedule, hooks)
+        super().__init__(lr, schedule, hooks, clip_norm)
         self.alpha = _in_unit("alpha", alpha, "RMSProp")
         self.eps = _positive("eps", eps, "RMSProp")
         self.weight_decay = _non_negative("weight_decay", weight_decay, "RMSProp")
@@ -447,14 +470,16 @@ class RMSProp(Optimizer):
         )
 
     def hyperparameters(self) -> dict[str, Any]:
-        return {
-            "lr": self.base_lr,
-            "alpha": self.alpha,
-            "eps": self.eps,
-            "weight_decay": self.weight_decay,
-            "momentum": self.momentum,
-            "centered": self.centered,
-        }
+        return self._with_clip(
+            {
+                "lr": self.base_lr,
+                "alpha": self.alpha,
+                "eps": self.eps,
+                "weight_decay": self.weight_decay,
+                "momentum": self.momentum,
+                "centered": self.centered,
+            }
+        )
 
 
 class GradientHook:

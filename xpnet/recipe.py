@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .layers import Dense, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
+from .layers import GELU, BatchNorm, Dense, Dropout, LayerNorm, LeakyReLU, ReLU, Sigmoid, SiLU, Tanh
 from .layers.base import Layer
 from .model import Sequential
 from .optimizers import OPTIMIZERS, Optimizer
@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_MOMENTUM",
     "HIDDEN_ACTIVATIONS",
     "LR_SCHEDULES",
+    "NORMS",
     "STEP_AT",
     "STEP_FACTOR",
     "build_model",
@@ -64,6 +65,15 @@ HIDDEN_ACTIVATIONS: dict[str, type[Layer]] = {
     "leaky_relu": LeakyReLU,
     "tanh": Tanh,
     "sigmoid": Sigmoid,
+    "gelu": GELU,
+    "silu": SiLU,
+}
+#: ``--norm``: the normalisation :func:`build_model` puts after each hidden Dense layer,
+#: before its activation (``"none"``: no layer).
+NORMS: dict[str, type[BatchNorm] | type[LayerNorm] | None] = {
+    "none": None,
+    "batch": BatchNorm,
+    "layer": LayerNorm,
 }
 #: ``step``: the full rate, then a tenth of it from :func:`decay_epoch` on; ``constant``.
 LR_SCHEDULES = ("step", "constant")
@@ -94,9 +104,11 @@ def build_model(
     dropout: float = DEFAULTS["dropout"],
     dtype: str = "float32",
     seed: int | None = DEFAULTS["seed"],
+    norm: str = "none",
 ) -> Sequential:
-    """The recipe's MLP: per hidden layer Dense, the activation and (if ``dropout > 0``)
-    Dropout, then a Dense layer of ``n_classes`` logits.
+    """The recipe's MLP: per hidden layer Dense, the normalisation (if ``norm`` is not
+    ``"none"``), the activation and (if ``dropout > 0``) Dropout, then a Dense layer of
+    ``n_classes`` logits.
 
     Parameters
     ----------
@@ -112,6 +124,9 @@ def build_model(
         ``"float32"`` or ``"float64"``.
     seed : int or None, optional
         Seed of the weights and dropout masks.
+    norm : {"none", "batch", "layer"}, optional
+        :class:`~xpnet.layers.BatchNorm` or :class:`~xpnet.layers.LayerNorm` after each
+        hidden Dense layer, before the activation (see :data:`NORMS`).
 
     Returns
     -------
@@ -119,12 +134,16 @@ def build_model(
         An unfitted model on the current backend.
     """
     act = HIDDEN_ACTIVATIONS[check_choice("activation", activation, HIDDEN_ACTIVATIONS)]
+    norm_layer = NORMS[check_choice("norm", norm, NORMS)]
     dropout = check_number("dropout", dropout, low=0.0, high=1.0, high_open=True)
     layers: list[Layer] = []
     width = check_positive_int("n_inputs", n_inputs)
     for h in hidden:
         h = check_positive_int("hidden layer width", h)
-        layers += [Dense(width, h), act()]
+        layers.append(Dense(width, h))
+        if norm_layer is not None:
+            layers.append(norm_layer(h))
+        layers.append(act())
         if dropout > 0:
             layers.append(Dropout(dropout))
         width = h
@@ -139,6 +158,7 @@ def make_optimizer(
     schedule: str = "constant",
     epochs: int = 1,
     steps_per_epoch: int = 1,
+    clip_norm: float | None = None,
 ) -> Optimizer:
     """The recipe's optimizer: ``name`` with :data:`DEFAULT_LR` and :data:`DEFAULT_MOMENTUM`
     where ``lr`` or ``momentum`` is None.
@@ -154,6 +174,9 @@ def make_optimizer(
         ``STEP_FACTOR`` times it; ``"constant"``: the full rate throughout.
     epochs, steps_per_epoch : int, optional
         The length of the run, which places the step (updates per epoch: ``ceil(n / batch)``).
+    clip_norm : float or None, optional
+        Clip the gradients to this global L2 norm before each update (see
+        :mod:`xpnet.clipping`); None: no clipping.
 
     Returns
     -------
@@ -162,6 +185,8 @@ def make_optimizer(
     name = check_choice("optimizer", name, sorted(DEFAULT_LR))
     schedule = check_choice("schedule", schedule, LR_SCHEDULES)
     kwargs: dict[str, Any] = {"lr": DEFAULT_LR[name] if lr is None else lr}
+    if clip_norm is not None:
+        kwargs["clip_norm"] = clip_norm
     if name in DEFAULT_MOMENTUM:
         kwargs["momentum"] = DEFAULT_MOMENTUM[name] if momentum is None else momentum
     elif momentum is not None:

@@ -18,6 +18,7 @@ from ..recipe import HIDDEN_ACTIVATIONS
 from ..validation import (
     InvalidArgumentError,
     check_choice,
+    check_non_negative,
     check_non_negative_int,
     check_number,
     check_positive,
@@ -84,6 +85,8 @@ probability = argument_type(
     _from_text(float, lambda v: check_number("value", v, low=0.0, high=1.0, high_open=True))
 )
 positive_float = argument_type(_from_text(float, lambda v: check_positive("value", v)))
+non_negative_float = argument_type(_from_text(float, lambda v: check_non_negative("value", v)))
+label_smoothing = probability  # [0, 1), the range SoftmaxCrossEntropy accepts
 
 
 def _hidden(text: str) -> tuple[int, ...]:

@@ -19,6 +19,7 @@ from .._version import __version__
 from ..backend import get_backend
 from ..datasets.catalog import TEST_FRACTION, Dataset, DatasetSpec, load_dataset
 from ..datasets.preprocessing import train_val_split
+from ..losses import SoftmaxCrossEntropy
 from ..optimizers import Optimizer
 from ..recipe import (
     DEFAULT_LR,
@@ -26,6 +27,7 @@ from ..recipe import (
     DEFAULTS,
     HIDDEN_ACTIVATIONS,
     LR_SCHEDULES,
+    NORMS,
     STEP_AT,
     build_model,
     make_optimizer,
@@ -34,6 +36,8 @@ from .arguments import (
     activation,
     dataset,
     hidden,
+    label_smoothing,
+    non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
@@ -79,6 +83,13 @@ def _add_arguments(train: argparse.ArgumentParser) -> None:
         help=f"activation after each hidden layer (default: {d['activation']})",
     )
     train.add_argument(
+        "--norm",
+        choices=tuple(NORMS),
+        default="none",
+        help="normalisation after each hidden layer, before its activation: batch "
+        "(BatchNorm), layer (LayerNorm) or none (default: none)",
+    )
+    train.add_argument(
         "--dropout",
         type=probability,
         default=d["dropout"],
@@ -111,6 +122,20 @@ def _add_arguments(train: argparse.ArgumentParser) -> None:
         type=probability,
         default=None,
         help="momentum of sgd and rmsprop (default: sgd 0.9, rmsprop 0)",
+    )
+    train.add_argument(
+        "--label-smoothing",
+        type=label_smoothing,
+        default=0.0,
+        metavar="S",
+        help="label smoothing of the cross-entropy, in [0, 1) (default: 0)",
+    )
+    train.add_argument(
+        "--clip-norm",
+        type=non_negative_float,
+        default=None,
+        metavar="C",
+        help="clip the gradients to this global L2 norm before each update (default: none)",
     )
     train.add_argument(
         "--batch-size",
@@ -246,7 +271,10 @@ def _summary(
         "layers": model.get_config()["layers"],
         "hidden": list(args.hidden),
         "activation": args.activation,
+        "norm": args.norm,
         "dropout": args.dropout,
+        "label_smoothing": args.label_smoothing,
+        "clip_norm": args.clip_norm,
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "optimizer": args.optimizer,
@@ -332,7 +360,14 @@ def _train(args: argparse.Namespace, comm: Any) -> int:
 
     n_classes = len(data.labels)
     model = build_model(
-        X.shape[1], n_classes, args.hidden, args.activation, args.dropout, args.dtype, args.seed
+        X.shape[1],
+        n_classes,
+        args.hidden,
+        args.activation,
+        args.dropout,
+        args.dtype,
+        args.seed,
+        norm=args.norm,
     )
     optimizer = make_optimizer(
         args.optimizer,
@@ -341,6 +376,7 @@ def _train(args: argparse.Namespace, comm: Any) -> int:
         args.lr_schedule,
         args.epochs,
         steps_per_epoch=-(-y.shape[0] // args.batch_size),
+        clip_norm=args.clip_norm,
     )
 
     n_val = 0 if val is None else val[1].shape[0]
@@ -369,6 +405,7 @@ def _train(args: argparse.Namespace, comm: Any) -> int:
         epochs=args.epochs,
         batch_size=args.batch_size,
         optimizer=optimizer,
+        loss=SoftmaxCrossEntropy(label_smoothing=args.label_smoothing),
         validation_data=val,
         verbose=verbose,
         checkpoint=args.checkpoint,

@@ -11,6 +11,9 @@ Each activation is one method pair, ``relu(x)`` / ``relu_backward(grad, y)`` and
 :class:`PortableKernels`); :meth:`PortableKernels.activation` and
 :meth:`PortableKernels.bias_activation` (Dense's fused path) reach them by name. A new
 activation is its layer class plus its pair here, written first in the portable kernels.
+The activations of :data:`INPUT_ACTIVATIONS` (GELU, SiLU) take the input, not the output, in
+their backward. :func:`erf` and :func:`erfc` (W. J. Cody's rational approximations, in any
+array namespace) serve the exact GELU.
 
 This package imports nothing else of xpnet (the backend module imports it).
 """
@@ -21,9 +24,18 @@ import os
 import warnings
 from typing import Any
 
-from .portable import ACTIVATION_KERNELS, PortableKernels
+from .portable import ACTIVATION_KERNELS, INPUT_ACTIVATIONS, PortableKernels
+from .special import erf, erfc
 
-__all__ = ["ACTIVATION_KERNELS", "PortableKernels", "get_kernels", "reset_kernels"]
+__all__ = [
+    "ACTIVATION_KERNELS",
+    "INPUT_ACTIVATIONS",
+    "PortableKernels",
+    "erf",
+    "erfc",
+    "get_kernels",
+    "reset_kernels",
+]
 
 _by_namespace: dict[str, PortableKernels] = {}
 # The fused module's import failure is reported once per process, not on every reset.

@@ -52,6 +52,34 @@ __device__ __forceinline__ F xpnet_sigmoid(F x) {
     const F e = exp(-fabs(x));
     return x >= F(0) ? F(1) / (F(1) + e) : e / (F(1) + e);
 }
+// GELU through CUDA's erfc (Phi(x) = erfc(-x / sqrt 2) / 2, as the portable kernel forms it).
+template <typename F>
+__device__ __forceinline__ F xpnet_gelu(F x) {
+    return x * (F(0.5) * erfc(x * F(-0.7071067811865476)));
+}
+template <typename F>
+__device__ __forceinline__ F xpnet_gelu_backward(F g, F x) {
+    const F cdf = F(0.5) * erfc(x * F(-0.7071067811865476));
+    const F pdf = F(0.3989422804014327) * exp(F(-0.5) * (x * x));
+    return g * (cdf + x * pdf);
+}
+template <typename F>
+__device__ __forceinline__ F xpnet_gelu_tanh(F x) {
+    const F t = tanh(F(0.7978845608028654) * (x + F(0.044715) * (x * x * x)));
+    return F(0.5) * x * (F(1) + t);
+}
+template <typename F>
+__device__ __forceinline__ F xpnet_gelu_tanh_backward(F g, F x) {
+    const F x2 = x * x;
+    const F t = tanh(F(0.7978845608028654) * (x + F(0.044715) * (x2 * x)));
+    const F du = F(0.7978845608028654) * (F(1) + F(3.0 * 0.044715) * x2);
+    return g * (F(0.5) * (F(1) + t) + F(0.5) * x * (F(1) - t * t) * du);
+}
+template <typename F>
+__device__ __forceinline__ F xpnet_silu_backward(F g, F x) {
+    const F s = xpnet_sigmoid(x);
+    return g * (s * (F(1) + x * (F(1) - s)));
+}
 """
 
 # ``{x}`` is the pre-activation: the input ``x``, or ``t = z + b`` in the fused bias kernels.
@@ -60,6 +88,9 @@ _FORWARD_OPS = {
     "leaky_relu": "xpnet_leaky_relu({x}, alpha)",
     "sigmoid": "xpnet_sigmoid({x})",
     "tanh": "tanh({x})",
+    "gelu": "xpnet_gelu({x})",
+    "gelu_tanh": "xpnet_gelu_tanh({x})",
+    "silu": "{x} * xpnet_sigmoid({x})",
 }
 
 _BACKWARD_OPS = {
@@ -67,6 +98,10 @@ _BACKWARD_OPS = {
     "leaky_relu": "y > (T)0 ? g : alpha * g",
     "sigmoid": "g * y * ((T)1 - y)",
     "tanh": "g * ((T)1 - y * y)",
+    # For these ``y`` is the activation's *input* (see INPUT_ACTIVATIONS).
+    "gelu": "xpnet_gelu_backward(g, y)",
+    "gelu_tanh": "xpnet_gelu_tanh_backward(g, y)",
+    "silu": "xpnet_silu_backward(g, y)",
 }
 
 
@@ -75,7 +110,11 @@ def _uses_alpha(act: str) -> bool:
 
 
 def _uses_math(act: str | None) -> bool:
-    return act in ("sigmoid", "tanh")
+    return act in ("sigmoid", "tanh", *_INPUT_MATH)
+
+
+# Activations whose backward kernels call exp/tanh/erfc themselves.
+_INPUT_MATH = ("gelu", "gelu_tanh", "silu")
 
 
 def _elementwise(
@@ -121,7 +160,13 @@ def _bias_kernel(act: str | None) -> Any:
 def _backward_kernel(act: str) -> Any:
     alpha = ", T alpha" if _uses_alpha(act) else ""
     return _elementwise(
-        f"T g, T y{alpha}", "T dx", f"dx = {_BACKWARD_OPS[act]}", f"xpnet_{act}_backward"
+        f"T g, T y{alpha}",
+        "T dx",
+        f"dx = {_BACKWARD_OPS[act]}",
+        # The exp/erfc/tanh backwards are named apart from the multiply-add kernels, which
+        # are the ones compiled --fmad=false (tests/test_kernels.py tells them by name).
+        f"xpnet_{act}_derivative" if act in _INPUT_MATH else f"xpnet_{act}_backward",
+        math=act in _INPUT_MATH,
     )
 
 
@@ -225,6 +270,30 @@ _MAX_BLOCK = 256  # XPNET_MAX_BLOCK above: the shared buffer holds one value per
 # Compiled on first use (per device), not at import: importing needs no GPU.
 _LOG_SOFTMAX_MODULE = cupy.RawModule(code=LOG_SOFTMAX_SOURCE, options=_MATH_OPTIONS)
 
+# The normalisation layers' element-wise parts, in the portable kernels' order of operations
+# (statistics and row sums come from CuPy's reductions).
+_INV_STD = _elementwise(
+    "T var, T eps", "T inv_std", "inv_std = (T)1 / sqrt(var + eps)", "xpnet_norm_inv_std"
+)
+_CENTER_SCALE = _elementwise(
+    "T x, T mean, T inv_std", "T xhat", "xhat = (x - mean) * inv_std", "xpnet_norm_center"
+)
+_SCALE_SHIFT = _elementwise(
+    "T xhat, T weight, T bias", "T y", "y = xhat * weight + bias", "xpnet_norm_scale_shift"
+)
+_BATCH_NORM_BACKWARD = _elementwise(
+    "T g, T xhat, T scale, T dbias, T dweight, T inv_n",
+    "T dx",
+    "dx = scale * (g - dbias * inv_n - xhat * (dweight * inv_n))",
+    "xpnet_batch_norm_backward",
+)
+_LAYER_NORM_BACKWARD = _elementwise(
+    "T g, T xhat, T inv_std, T mean_g, T mean_gx",
+    "T dx",
+    "dx = inv_std * (g - mean_g - xhat * mean_gx)",
+    "xpnet_layer_norm_backward",
+)
+
 #: Every element-wise kernel object, for inspection (``tests/test_kernels.py`` compiles them).
 ELEMENTWISE_KERNELS: tuple[Any, ...] = (
     *_FORWARD.values(),
@@ -232,6 +301,11 @@ ELEMENTWISE_KERNELS: tuple[Any, ...] = (
     *_BACKWARD.values(),
     _ADAM,
     *_SGD_MOMENTUM.values(),
+    _INV_STD,
+    _CENTER_SCALE,
+    _SCALE_SHIFT,
+    _BATCH_NORM_BACKWARD,
+    _LAYER_NORM_BACKWARD,
 )
 
 
@@ -326,6 +400,59 @@ class CupyKernels(PortableKernels):
     def tanh_backward(self, grad: Any, y: Any) -> Any:
         out = self._fused_backward("tanh", grad, y)
         return super().tanh_backward(grad, y) if out is None else out
+
+    def gelu(self, x: Any) -> Any:
+        out = self._fused("gelu", x)
+        return super().gelu(x) if out is None else out
+
+    def gelu_backward(self, grad: Any, x: Any) -> Any:
+        out = self._fused_backward("gelu", grad, x)
+        return super().gelu_backward(grad, x) if out is None else out
+
+    def gelu_tanh(self, x: Any) -> Any:
+        out = self._fused("gelu_tanh", x)
+        return super().gelu_tanh(x) if out is None else out
+
+    def gelu_tanh_backward(self, grad: Any, x: Any) -> Any:
+        out = self._fused_backward("gelu_tanh", grad, x)
+        return super().gelu_tanh_backward(grad, x) if out is None else out
+
+    def silu(self, x: Any) -> Any:
+        out = self._fused("silu", x)
+        return super().silu(x) if out is None else out
+
+    def silu_backward(self, grad: Any, x: Any) -> Any:
+        out = self._fused_backward("silu", grad, x)
+        return super().silu_backward(grad, x) if out is None else out
+
+    def normalize(self, x: Any, mean: Any, var: Any, eps: float) -> tuple[Any, Any]:
+        dt = _float_dtype(x, mean, var)
+        if dt is None:
+            return super().normalize(x, mean, var, eps)
+        inv_std = _INV_STD(var, dt.type(eps))
+        return _CENTER_SCALE(x, mean, inv_std), inv_std
+
+    def scale_shift(self, xhat: Any, weight: Any, bias: Any) -> Any:
+        if _float_dtype(xhat, weight, bias) is None:
+            return super().scale_shift(xhat, weight, bias)
+        return _SCALE_SHIFT(xhat, weight, bias)
+
+    def batch_norm_backward(
+        self, grad: Any, xhat: Any, inv_std: Any, weight: Any, dweight: Any, dbias: Any
+    ) -> Any:
+        dt = _float_dtype(grad, xhat, inv_std, weight, dweight, dbias)
+        if dt is None:
+            return super().batch_norm_backward(grad, xhat, inv_std, weight, dweight, dbias)
+        n = grad.shape[0]
+        return _BATCH_NORM_BACKWARD(grad, xhat, weight * inv_std, dbias, dweight, dt.type(1.0 / n))
+
+    def layer_norm_backward(self, grad: Any, xhat: Any, inv_std: Any, weight: Any) -> Any:
+        if _float_dtype(grad, xhat, inv_std, weight) is None:
+            return super().layer_norm_backward(grad, xhat, inv_std, weight)
+        g = grad * weight
+        mean_g = cupy.mean(g, axis=1, keepdims=True)
+        mean_gx = cupy.mean(g * xhat, axis=1, keepdims=True)
+        return _LAYER_NORM_BACKWARD(g, xhat, inv_std, mean_g, mean_gx)
 
     def softmax(self, x: Any) -> Any:
         if _float_dtype(x) is None or x.ndim != 2 or x.size == 0:

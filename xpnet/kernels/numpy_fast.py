@@ -12,7 +12,8 @@ from typing import Any
 import array_api_compat.numpy as np_xp
 import numpy as np
 
-from .portable import PortableKernels
+from .portable import _GELU_CUBIC, _INV_SQRT_2PI, _SQRT_2_OVER_PI, _SQRT_HALF, PortableKernels
+from .special import erfc
 
 # Adam's moments of a unit whose gradient stays zero (a dead ReLU) decay geometrically into
 # the subnormal range, where x86 arithmetic is many times slower; flushing them to zero every
@@ -54,6 +55,107 @@ class NumpyKernels(PortableKernels):
         out = np.empty_like(grad)
         np.multiply(grad, y > 0, out=out)
         return out
+
+    # GELU, SiLU and the normalisation kernels: the portable formulas, evaluated in place
+    # in one output buffer where NumPy allows it.
+    def gelu(self, x: Any) -> Any:
+        out = erfc(x * -_SQRT_HALF)
+        out *= 0.5
+        out *= x
+        return out
+
+    def gelu_backward(self, grad: Any, x: Any) -> Any:
+        cdf = erfc(x * -_SQRT_HALF)
+        cdf *= 0.5
+        pdf = np.multiply(x, x)
+        pdf *= -0.5
+        np.exp(pdf, out=pdf)
+        pdf *= _INV_SQRT_2PI
+        pdf *= x
+        cdf += pdf
+        cdf *= grad
+        return cdf
+
+    def _gelu_tanh_t(self, x: Any) -> tuple[Any, Any]:
+        x2 = np.multiply(x, x)
+        t = np.multiply(x2, x)
+        t *= _GELU_CUBIC
+        t += x
+        t *= _SQRT_2_OVER_PI
+        np.tanh(t, out=t)
+        return t, x2
+
+    def gelu_tanh(self, x: Any) -> Any:
+        t, _ = self._gelu_tanh_t(x)
+        t += 1.0
+        t *= x  # (1 + t) x / 2 equals 0.5 x (1 + t) up to one rounding of the halving
+        t *= 0.5
+        return t
+
+    def gelu_tanh_backward(self, grad: Any, x: Any) -> Any:
+        t, x2 = self._gelu_tanh_t(x)
+        du = x2
+        du *= 3.0 * _GELU_CUBIC
+        du += 1.0
+        du *= _SQRT_2_OVER_PI
+        out = np.multiply(t, t)
+        np.subtract(1.0, out, out=out)
+        out *= x
+        out *= 0.5
+        out *= du
+        t += 1.0
+        t *= 0.5
+        out += t
+        out *= grad
+        return out
+
+    def silu(self, x: Any) -> Any:
+        s = self.sigmoid(x)
+        s *= x
+        return s
+
+    def silu_backward(self, grad: Any, x: Any) -> Any:
+        s = PortableKernels.sigmoid(self, x)
+        out = np.subtract(1.0, s)
+        out *= x
+        out += 1.0
+        out *= s
+        out *= grad
+        return out
+
+    def normalize(self, x: Any, mean: Any, var: Any, eps: float) -> tuple[Any, Any]:
+        inv_std = np.add(var, eps)
+        np.sqrt(inv_std, out=inv_std)
+        np.divide(1.0, inv_std, out=inv_std)
+        xhat = np.subtract(x, mean)
+        xhat *= inv_std
+        return xhat, inv_std
+
+    def scale_shift(self, xhat: Any, weight: Any, bias: Any) -> Any:
+        out = np.multiply(xhat, weight)
+        out += bias
+        return out
+
+    def batch_norm_backward(
+        self, grad: Any, xhat: Any, inv_std: Any, weight: Any, dweight: Any, dbias: Any
+    ) -> Any:
+        n = grad.shape[0]
+        out = np.multiply(xhat, dweight * (1.0 / n))
+        np.subtract(grad, out, out=out)
+        out -= dbias * (1.0 / n)
+        out *= weight * inv_std
+        return out
+
+    def layer_norm_backward(self, grad: Any, xhat: Any, inv_std: Any, weight: Any) -> Any:
+        g = np.multiply(grad, weight)
+        tmp = np.multiply(g, xhat)
+        mean_gx = np.mean(tmp, axis=1, keepdims=True)
+        mean_g = np.mean(g, axis=1, keepdims=True)
+        np.multiply(xhat, mean_gx, out=tmp)
+        g -= mean_g
+        g -= tmp
+        g *= inv_std
+        return g
 
     def bias_activation(self, z: Any, b: Any, act: str | None, alpha: float = 0.0) -> Any:
         np.add(z, b, out=z)

@@ -11,7 +11,9 @@ from typing import Any
 
 import array_api_compat
 
-__all__ = ["ACTIVATION_KERNELS", "PortableKernels"]
+from .special import erfc
+
+__all__ = ["ACTIVATION_KERNELS", "INPUT_ACTIVATIONS", "PortableKernels"]
 
 #: The activations the kernels implement, each with whether its kernels take a slope
 #: ``alpha``. Activation ``name`` is the method pair ``name(x[, alpha])`` /
@@ -22,7 +24,21 @@ ACTIVATION_KERNELS: dict[str, bool] = {
     "sigmoid": False,
     "tanh": False,
     "softmax": False,
+    "gelu": False,
+    "gelu_tanh": False,
+    "silu": False,
 }
+
+#: The activations whose backward takes the *input* ``x`` instead of the output: GELU and
+#: SiLU are not monotonic, so their derivative is no function of the output. A layer (or
+#: Dense's fused path) keeps the pre-activation for these and passes it as the second
+#: argument of ``name_backward``.
+INPUT_ACTIVATIONS: frozenset[str] = frozenset({"gelu", "gelu_tanh", "silu"})
+
+_SQRT_HALF = 0.7071067811865476  # 1 / sqrt(2)
+_INV_SQRT_2PI = 0.3989422804014327  # 1 / sqrt(2 pi)
+_SQRT_2_OVER_PI = 0.7978845608028654  # sqrt(2 / pi)
+_GELU_CUBIC = 0.044715
 
 
 class PortableKernels:
@@ -115,13 +131,82 @@ class PortableKernels:
         xp = self._ns(grad, y)
         return y * (grad - xp.sum(grad * y, axis=1, keepdims=True))
 
+    def gelu(self, x: Any) -> Any:
+        """``x * Phi(x)``, ``Phi(x) = erfc(-x / sqrt 2) / 2`` the standard normal CDF (the
+        erfc form keeps Phi's relative accuracy in the far negative tail)."""
+        return x * (0.5 * erfc(x * -_SQRT_HALF))
+
+    def gelu_backward(self, grad: Any, x: Any) -> Any:
+        """``grad * (Phi(x) + x phi(x))`` at the *input* ``x``, ``phi`` the normal density."""
+        xp = self._ns(grad, x)
+        cdf = 0.5 * erfc(x * -_SQRT_HALF)
+        pdf = _INV_SQRT_2PI * xp.exp(-0.5 * (x * x))
+        return grad * (cdf + x * pdf)
+
+    def gelu_tanh(self, x: Any) -> Any:
+        """``x / 2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``, PyTorch's ``"tanh"`` GELU."""
+        xp = self._ns(x)
+        t = xp.tanh(_SQRT_2_OVER_PI * (x + _GELU_CUBIC * (x * x * x)))
+        return 0.5 * x * (1.0 + t)
+
+    def gelu_tanh_backward(self, grad: Any, x: Any) -> Any:
+        """``grad * (1/2 (1 + t) + x/2 (1 - t^2) sqrt(2/pi) (1 + 3 0.044715 x^2))`` at input
+        ``x``, with ``t`` the tanh of the forward."""
+        xp = self._ns(grad, x)
+        x2 = x * x
+        t = xp.tanh(_SQRT_2_OVER_PI * (x + _GELU_CUBIC * (x2 * x)))
+        du = _SQRT_2_OVER_PI * (1.0 + (3.0 * _GELU_CUBIC) * x2)
+        return grad * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
+
+    def silu(self, x: Any) -> Any:
+        """``x * sigmoid(x)`` (the sigmoid in its overflow-free form)."""
+        return x * self.sigmoid(x)
+
+    def silu_backward(self, grad: Any, x: Any) -> Any:
+        """``grad * s (1 + x (1 - s))`` at the *input* ``x``, ``s = sigmoid(x)``."""
+        s = PortableKernels.sigmoid(self, x)
+        return grad * (s * (1.0 + x * (1.0 - s)))
+
+    # ------------------------------------------------------------------ normalisation
+    def normalize(self, x: Any, mean: Any, var: Any, eps: float) -> tuple[Any, Any]:
+        """``(x - mean) / sqrt(var + eps)`` and ``1 / sqrt(var + eps)`` (the latter in the
+        shape of ``var``; ``mean`` and ``var`` broadcast against ``x``)."""
+        xp = self._ns(x, mean, var)
+        inv_std = 1.0 / xp.sqrt(var + eps)
+        return (x - mean) * inv_std, inv_std
+
+    def scale_shift(self, xhat: Any, weight: Any, bias: Any) -> Any:
+        """``xhat * weight + bias`` (weight and bias of the feature axis)."""
+        return xhat * weight + bias
+
+    def batch_norm_backward(
+        self, grad: Any, xhat: Any, inv_std: Any, weight: Any, dweight: Any, dbias: Any
+    ) -> Any:
+        """d(loss)/d(x) of a training BatchNorm from its output gradient.
+
+        ``dweight = sum_rows(grad * xhat)`` and ``dbias = sum_rows(grad)`` are the parameter
+        gradients already formed; ``dx = w inv_std (grad - dbias / n - xhat dweight / n)``.
+        """
+        n = grad.shape[0]
+        return (weight * inv_std) * (grad - dbias * (1.0 / n) - xhat * (dweight * (1.0 / n)))
+
+    def layer_norm_backward(self, grad: Any, xhat: Any, inv_std: Any, weight: Any) -> Any:
+        """d(loss)/d(x) of LayerNorm: with ``g = grad * weight`` per row,
+        ``dx = inv_std (g - mean(g) - xhat mean(g xhat))`` (``inv_std`` of shape (n, 1))."""
+        xp = self._ns(grad, xhat, inv_std, weight)
+        g = grad * weight
+        mean_g = xp.mean(g, axis=1, keepdims=True)
+        mean_gx = xp.mean(g * xhat, axis=1, keepdims=True)
+        return inv_std * (g - mean_g - xhat * mean_gx)
+
     def activation(self, x: Any, act: str, alpha: float = 0.0) -> Any:
         """Activation ``act`` (a name of :data:`ACTIVATION_KERNELS`) of ``x``, by its method."""
         fn = getattr(self, _checked(act))
         return fn(x, alpha) if ACTIVATION_KERNELS[act] else fn(x)
 
     def activation_backward(self, grad: Any, y: Any, act: str, alpha: float = 0.0) -> Any:
-        """The backward of activation ``act`` at output ``y``, by its method."""
+        """The backward of activation ``act`` at output ``y`` (at the input, for the
+        activations of :data:`INPUT_ACTIVATIONS`), by its method."""
         fn = getattr(self, _checked(act) + "_backward")
         return fn(grad, y, alpha) if ACTIVATION_KERNELS[act] else fn(grad, y)
 

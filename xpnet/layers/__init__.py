@@ -1,22 +1,28 @@
-"""Layers: :class:`Dense`, the activations, :class:`Softmax` and :class:`Dropout`."""
+"""Layers: :class:`Dense`, the activations, :class:`Softmax`, :class:`Dropout`,
+:class:`BatchNorm` and :class:`LayerNorm`."""
 
 from __future__ import annotations
 
 import json
 from typing import Any, TypeVar
 
-from .activations import ACTIVATIONS, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .activations import ACTIVATIONS, GELU, LeakyReLU, ReLU, Sigmoid, SiLU, Softmax, Tanh
 from .base import Layer
 from .dense import Dense
 from .dropout import Dropout
+from .normalization import BatchNorm, LayerNorm
 
 __all__ = [
+    "GELU",
     "LAYER_TYPES",
+    "BatchNorm",
     "Dense",
     "Dropout",
     "Layer",
+    "LayerNorm",
     "LeakyReLU",
     "ReLU",
+    "SiLU",
     "Sigmoid",
     "Softmax",
     "Tanh",
@@ -27,7 +33,20 @@ __all__ = [
 ]
 
 LAYER_TYPES: dict[str, type[Layer]] = {
-    cls.kind: cls for cls in (Dense, ReLU, LeakyReLU, Sigmoid, Tanh, Softmax, Dropout)
+    cls.kind: cls
+    for cls in (
+        Dense,
+        ReLU,
+        LeakyReLU,
+        Sigmoid,
+        Tanh,
+        Softmax,
+        Dropout,
+        GELU,
+        SiLU,
+        BatchNorm,
+        LayerNorm,
+    )
 }
 assert set(ACTIVATIONS.values()) <= set(LAYER_TYPES.values())
 

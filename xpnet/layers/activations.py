@@ -1,6 +1,8 @@
 """Element-wise activations and the softmax layer.
 
-Each activation keeps only its output: every derivative here is a function of it. The
+Each activation keeps only its output: every derivative here is a function of it, except
+for GELU and SiLU (kernel names in :data:`~xpnet.kernels.INPUT_ACTIVATIONS`), which are not
+monotonic and keep their input instead. The
 maths lives in :mod:`xpnet.kernels` (one method pair per activation), shared with
 :class:`~xpnet.layers.Dense`'s fused activation, so it is written once.
 
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..kernels import PortableKernels
+from ..kernels import INPUT_ACTIVATIONS, PortableKernels
 from ..validation import check_number
 from .base import Layer
 
@@ -32,8 +34,10 @@ class _Activation(Layer):
 
     def forward(self, x: Any, training: bool = False) -> Any:
         y = self._apply(self._backend_for(x).kernels, x)
-        # Only a training forward is followed by backward; inference keeps nothing.
-        self._y = y if training else None
+        # Only a training forward is followed by backward; inference keeps nothing. The
+        # derivative is a function of the output, or of the input for GELU and SiLU.
+        kept = x if self.name in INPUT_ACTIVATIONS else y
+        self._y = kept if training else None
         return y
 
     def backward(self, grad: Any, need_input_grad: bool = True) -> Any:
@@ -119,10 +123,49 @@ class Softmax(_Activation):
         return k.softmax_backward(grad, y)
 
 
+_GELU_APPROXIMATIONS = {"none": "gelu", "tanh": "gelu_tanh"}
+
+
+class GELU(_Activation):
+    """Gaussian error linear unit, ``torch.nn.GELU``: ``x * Phi(x)``.
+
+    Parameters
+    ----------
+    approximate : {"none", "tanh"}, default "none"
+        ``"none"``: ``Phi`` is the standard normal CDF, through an error function written in
+        the array namespace (:func:`xpnet.kernels.erf`, float64-accurate); ``"tanh"``:
+        ``x / 2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``. ``Dense(activation="gelu")`` is
+        the first, ``activation="gelu_tanh"`` the second.
+    """
+
+    kind = "GELU"
+    name = "gelu"
+
+    def __init__(self, approximate: str = "none") -> None:
+        if not isinstance(approximate, str) or approximate not in _GELU_APPROXIMATIONS:
+            raise ValueError(
+                f"xpnet: GELU approximate must be 'none' or 'tanh', got {approximate!r}"
+            )
+        self.approximate = approximate
+        self.name = _GELU_APPROXIMATIONS[approximate]
+
+    def config(self) -> dict[str, Any]:
+        return {"approximate": self.approximate}
+
+
+class SiLU(_Activation):
+    """Sigmoid linear unit (swish), ``torch.nn.SiLU``: ``x * sigmoid(x)``."""
+
+    kind = "SiLU"
+    name = "silu"
+
+
 #: The one registry of activations: kernel name -> layer class. ``Dense(activation=...)``,
 #: :func:`normalize_activation` and the model's look-ahead at the next layer all use it.
+#: ``"gelu_tanh"`` is ``GELU(approximate="tanh")``, so its class is GELU as well.
 ACTIVATIONS: dict[str, type[_Activation]] = {
-    cls.name: cls for cls in (ReLU, LeakyReLU, Sigmoid, Tanh, Softmax)
+    **{cls.name: cls for cls in (ReLU, LeakyReLU, Sigmoid, Tanh, Softmax, GELU, SiLU)},
+    "gelu_tanh": GELU,
 }
 
 #: alpha of the leaky ReLU that ``Dense(..., activation="leaky_relu")`` uses.

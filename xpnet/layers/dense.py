@@ -8,6 +8,7 @@ import numpy as np
 
 from ..backend import Backend
 from ..initializers import default_initializer_for, get_initializer
+from ..kernels import INPUT_ACTIVATIONS
 from ..parameter import Parameter
 from ..validation import check_positive_int
 from .activations import DEFAULT_LEAKY_ALPHA, normalize_activation
@@ -85,6 +86,13 @@ class Dense(Layer):
                 f"xpnet: Dense({self.in_features}, {self.out_features}) expected input of shape "
                 f"(n, {self.in_features}), got {tuple(x.shape)}"
             )
+        if self.activation in INPUT_ACTIVATIONS:
+            # GELU's and SiLU's derivatives need the pre-activation, which is kept instead
+            # of the output (as ``_y``, what the backward hands the activation kernel).
+            t = k.bias_activation(x @ W.data, b.data, None)
+            y = k.activation(t, self.activation, self._alpha)
+            self._x, self._y = (x, t) if training else (None, None)
+            return y
         y = k.bias_activation(x @ W.data, b.data, self.activation, self._alpha)
         # Only a training forward is followed by backward; inference keeps nothing.
         self._x, self._y = (x, y) if training else (None, None)
