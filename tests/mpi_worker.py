@@ -16,7 +16,7 @@ import numpy as np
 
 from xpnet import DivergenceError, Sequential, distributed
 from xpnet.callbacks import CSVLogger, ModelCheckpoint
-from xpnet.layers import Dense, Dropout, ReLU
+from xpnet.layers import BatchNorm, Dense, Dropout, ReLU
 
 
 def problem(n: int = 101) -> tuple[np.ndarray, ...]:
@@ -33,6 +33,57 @@ def make_model(seed: int) -> Sequential:
         dtype="float64",
         seed=seed,
     )
+
+
+def make_bn_model(seed: int) -> Sequential:
+    """BatchNorm as the first layer (no input gradient), and before and after a dropout.
+
+    Each BatchNorm follows a ReLU, not a Dense: a bias right before a BatchNorm has a gradient
+    of exactly zero in exact arithmetic, so it holds only rounding noise, nothing to compare.
+    """
+    return Sequential(
+        [
+            BatchNorm(12, momentum=0.5),
+            Dense(12, 16),
+            ReLU(),
+            BatchNorm(16),
+            Dropout(0.3),
+            Dense(16, 8),
+            ReLU(),
+            BatchNorm(8, momentum=0.3),
+            Dense(8, 3),
+        ],
+        dtype="float64",
+        seed=seed,
+    )
+
+
+# 102 rows at a global batch of 25: parts of 13/12 (2 ranks) and 9/8/8 (3 ranks), and a last
+# batch of 2 rows that leaves rank 0 of 3 empty and gives each of 2 ranks a single row.
+BN_ROWS, BN_BATCH = 102, 25
+
+
+def fit_bn(model: Sequential, comm: object, rows: int = BN_ROWS, **kw: object) -> object:
+    X, y, Xv, yv = problem(rows)
+    X = X * 3.0 + 1e3  # a mean far from 0 against the spread: a test of the variance's sums
+    Xv = Xv * 3.0 + 1e3
+    return model.fit(
+        X,
+        y,
+        batch_size=BN_BATCH,
+        optimizer="adam",
+        validation_data=(Xv, yv),
+        communicator=comm,
+        **kw,
+    )
+
+
+def bn_buffers(model: Sequential) -> dict[str, np.ndarray]:
+    return {
+        f"b{i}_{name}": np.asarray(a)
+        for i, layer in enumerate(model.layers)
+        for name, a in layer.buffers().items()
+    }
 
 
 def fit(model: Sequential, comm: object, **kw: object) -> object:
@@ -66,6 +117,20 @@ def main() -> int:
             ckpt = out / "ckpt"
             history = fit(model, comm, epochs=epochs, seed=3, checkpoint=ckpt, resume=ckpt.exists())
             save(out, comm.rank, model, history)
+        elif scenario == "bn":
+            model = make_bn_model(100 + comm.rank)
+            save(out, comm.rank, model, fit_bn(model, comm, epochs=3), **bn_buffers(model))
+        elif scenario == "bn_checkpoint":
+            epochs = int(sys.argv[3])
+            model = make_bn_model(100)
+            ckpt = out / "ckpt"
+            history = fit_bn(
+                model, comm, epochs=epochs, seed=3, checkpoint=ckpt, resume=ckpt.exists()
+            )
+            save(out, comm.rank, model, history, **bn_buffers(model))
+        elif scenario == "bn_one_row":
+            # 101 rows at 25: the last global batch has one row (rank 1's; rank 0's is empty).
+            fit_bn(make_bn_model(100), comm, rows=101, epochs=1)
         elif scenario == "callbacks":
             # Per-rank file names, so a rank that wrote would leave its own file behind.
             r = comm.rank

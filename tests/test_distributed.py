@@ -15,7 +15,7 @@ import pytest
 import xpnet
 from xpnet import Sequential, distributed
 from xpnet.distributed import Communicator, DataParallel, launcher_world_size, split_rows
-from xpnet.layers import Dense, Dropout, ReLU
+from xpnet.layers import BatchNorm, Dense, Dropout, ReLU
 
 
 def _data(n=101, d=12, seed=7):
@@ -179,6 +179,46 @@ def test_layers_that_ask_get_the_communicator_for_the_fit_only():
     model.fit(X, y, epochs=1, batch_size=50, communicator=comm)
     assert probe.seen_in_training == [comm] * 3
     assert probe.comm is None
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_batchnorm_with_a_size_one_communicator_is_bit_identical(backend, dtype):
+    # The synchronised path is for size > 1 only; alone the layer keeps today's arithmetic.
+    X, y = _data(n=102)
+
+    def model():
+        layers = [BatchNorm(12), Dense(12, 16), ReLU(), BatchNorm(16), Dropout(0.3), Dense(16, 3)]
+        return Sequential(layers, dtype=dtype, seed=3)
+
+    kw = dict(epochs=2, batch_size=25, validation_data=(X[:37], y[:37]), seed=5)
+    plain, par = model(), model()
+    h1 = plain.fit(X, y, **kw)
+    h2 = par.fit(X, y, communicator=Communicator(None), **kw)
+    for a, b in zip(plain.get_weights(), par.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for la, lb in zip(plain.layers, par.layers, strict=True):
+        for name, buf in la.buffers().items():
+            np.testing.assert_array_equal(np.asarray(buf), np.asarray(lb.buffers()[name]))
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert h1.history[key] == h2.history[key]
+    assert all(getattr(layer, "_comm", None) is None for layer in par.layers)
+
+
+def test_batchnorm_takes_the_communicator_for_the_fit_only():
+    X, y = _data()
+    bn = BatchNorm(8)
+    model = Sequential([Dense(12, 8), ReLU(), bn, Dense(8, 3)], dtype="float64", seed=0)
+    seen = []
+    original = bn.set_communicator
+
+    def record(comm):
+        seen.append(comm)
+        original(comm)
+
+    bn.set_communicator = record  # type: ignore[method-assign]
+    comm = Communicator(None)
+    model.fit(X[:100], y[:100], epochs=1, batch_size=50, communicator=comm)
+    assert seen == [comm, None]
 
 
 def test_cli_distributed_alone_trains_as_one_rank(tmp_path):

@@ -110,6 +110,56 @@ def test_resume_with_another_number_of_ranks(tmp_path):
     _assert_same_run(results[0], model, history, rtol=1e-10)
 
 
+def _assert_bit_identical(results):
+    for other in results[1:]:
+        assert results[0].keys() == other.keys()
+        for key in results[0]:
+            np.testing.assert_array_equal(results[0][key], other[key])
+
+
+def _assert_same_buffers(result, model, rtol):
+    buffers = mpi_worker.bn_buffers(model)
+    assert sorted(k for k in result if k.startswith("b")) == sorted(buffers)
+    for key, value in buffers.items():
+        np.testing.assert_allclose(result[key], value, rtol=rtol)
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_synchronised_batchnorm_equals_one_process(tmp_path, n):
+    # Uneven parts, a last batch of 2 rows (an empty part on 3 ranks, 1-row parts on 2),
+    # dropout on, each rank built from its own seed; running statistics compared too.
+    mpirun(n, WORKER, "bn", tmp_path)
+    results = _ranks(tmp_path, n)
+    _assert_bit_identical(results)
+    model = mpi_worker.make_bn_model(100)
+    history = mpi_worker.fit_bn(model, None, epochs=3)
+    _assert_same_run(results[0], model, history, rtol=1e-10)
+    _assert_same_buffers(results[0], model, rtol=1e-10)
+    # The statistics really moved (a per-rank BatchNorm would not have matched above).
+    assert not np.allclose(results[0]["b0_running_mean"], 0.0)
+    # The fit detaches the communicator again.
+    assert all(getattr(layer, "_comm", None) is None for layer in model.layers)
+
+
+def test_synchronised_batchnorm_resumes_with_another_number_of_ranks(tmp_path):
+    mpirun(2, WORKER, "bn_checkpoint", tmp_path, 2)
+    mpirun(3, WORKER, "bn_checkpoint", tmp_path, 4)
+    results = _ranks(tmp_path, 3)
+    _assert_bit_identical(results)
+    model = mpi_worker.make_bn_model(100)
+    history = mpi_worker.fit_bn(model, None, epochs=4, seed=3)
+    assert len(results[0]["h_loss"]) == 4
+    _assert_same_run(results[0], model, history, rtol=1e-10)
+    _assert_same_buffers(results[0], model, rtol=1e-10)
+
+
+def test_a_one_row_global_batch_under_batchnorm_ends_the_job(tmp_path):
+    proc = mpirun(2, WORKER, "bn_one_row", tmp_path, timeout=60, check=False)
+    assert proc.returncode != 0
+    assert "BatchNorm needs more than one row" in proc.stderr
+    assert "the global batch of the 2 ranks has 1 row(s)" in proc.stderr
+
+
 def test_only_rank_0_prints_and_writes_callback_files(tmp_path):
     proc = mpirun(2, WORKER, "callbacks", tmp_path)
     assert proc.stdout.count("epoch 1/2") == 1 and proc.stdout.count("epoch 2/2") == 1
