@@ -36,7 +36,13 @@ from ._helpers import (
 )
 from ._lbfgs import LbfgsObjective, fit_lbfgs
 from ._losses import LOSS_KINDS, LogisticLoss, SoftmaxLogLoss
-from ._network import build_network, check_batch_norm_batches, dense_slots, set_dense_weights
+from ._network import (
+    DenseWeights,
+    build_network,
+    check_batch_norm_batches,
+    dense_slots,
+    set_dense_weights,
+)
 from ._training import (
     KeepGoing,
     SampleL2,
@@ -72,7 +78,7 @@ _NON_FINITE = (
 )
 
 
-class _BaseMLP(BaseEstimator):
+class _BaseMLP(DenseWeights, BaseEstimator):
     """Shared hyperparameters and training of the two estimators."""
 
     _is_classifier = False
@@ -554,57 +560,6 @@ class _BaseMLP(BaseEstimator):
         model = self.model_
         _check_fits_dtype(X, model.dtype)
         return host_scores(model, model.backend.asarray(X, dtype=model.dtype))
-
-    # ---- fitted weights
-    def _host_weights(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        all_weights = self.model_.get_weights()
-        weights = [all_weights[i] for i in dense_slots(self.model_)]
-        return weights[0::2], weights[1::2]
-
-    def _set_part(self, part: int, values: Any) -> None:
-        if "model_" not in self.__dict__:
-            self.__dict__["_given_coefs" if part == 0 else "_given_intercepts"] = values
-            return
-        all_weights = self.model_.get_weights()
-        slots = dense_slots(self.model_)
-        weights = [all_weights[i] for i in slots]
-        values = list(values)
-        if len(values) != len(weights) // 2:
-            raise ValueError(
-                f"xpnet: expected {len(weights) // 2} arrays, one per layer, got {len(values)}"
-            )
-        weights[part::2] = [np.asarray(v) for v in values]
-        set_dense_weights(self.model_, weights)
-
-    @property
-    def coefs_(self) -> list[np.ndarray]:
-        """The weight matrices, layer by layer (shape (in, out)): host copies of the network's.
-
-        Assigning a list (same shapes) writes it into the network; before any fit it becomes
-        the starting point of the next ``partial_fit`` or warm-started ``fit``.
-        """
-        if "model_" in self.__dict__:
-            return self._host_weights()[0]
-        if "_given_coefs" in self.__dict__:
-            return self.__dict__["_given_coefs"]
-        raise AttributeError("coefs_")
-
-    @coefs_.setter
-    def coefs_(self, values: Any) -> None:
-        self._set_part(0, values)
-
-    @property
-    def intercepts_(self) -> list[np.ndarray]:
-        """The bias vectors, layer by layer; settable like :attr:`coefs_`."""
-        if "model_" in self.__dict__:
-            return self._host_weights()[1]
-        if "_given_intercepts" in self.__dict__:
-            return self.__dict__["_given_intercepts"]
-        raise AttributeError("intercepts_")
-
-    @intercepts_.setter
-    def intercepts_(self, values: Any) -> None:
-        self._set_part(1, values)
 
     # ---- pickling goes through plain arrays and configs, never through xpnet objects
     def __getstate__(self) -> dict[str, Any]:

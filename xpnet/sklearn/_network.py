@@ -12,7 +12,13 @@ from ..layers import Dense
 from ..model import Sequential
 from ..recipe import HIDDEN_ACTIVATIONS, NORMS
 
-__all__ = ["build_network", "check_batch_norm_batches", "dense_slots", "set_dense_weights"]
+__all__ = [
+    "DenseWeights",
+    "build_network",
+    "check_batch_norm_batches",
+    "dense_slots",
+    "set_dense_weights",
+]
 
 
 def build_network(
@@ -66,3 +72,60 @@ def check_batch_norm_batches(n: int, batch_size: int) -> None:
             f"the {n} training samples, which has no variance; pick a batch_size that does "
             "not divide n_samples - 1 (or norm='layer')"
         )
+
+
+class DenseWeights:
+    """scikit-learn's ``coefs_`` and ``intercepts_`` over the estimator's ``model_``: host
+    copies of the Dense weights, settable (before any fit they are kept for the next one)."""
+
+    model_: Sequential
+
+    def _host_weights(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        all_weights = self.model_.get_weights()
+        weights = [all_weights[i] for i in dense_slots(self.model_)]
+        return weights[0::2], weights[1::2]
+
+    def _set_part(self, part: int, values: Any) -> None:
+        if "model_" not in self.__dict__:
+            self.__dict__["_given_coefs" if part == 0 else "_given_intercepts"] = values
+            return
+        all_weights = self.model_.get_weights()
+        slots = dense_slots(self.model_)
+        weights = [all_weights[i] for i in slots]
+        values = list(values)
+        if len(values) != len(weights) // 2:
+            raise ValueError(
+                f"xpnet: expected {len(weights) // 2} arrays, one per layer, got {len(values)}"
+            )
+        weights[part::2] = [np.asarray(v) for v in values]
+        set_dense_weights(self.model_, weights)
+
+    @property
+    def coefs_(self) -> list[np.ndarray]:
+        """The weight matrices, layer by layer (shape (in, out)): host copies of the network's.
+
+        Assigning a list (same shapes) writes it into the network; before any fit it becomes
+        the starting point of the next ``partial_fit`` or warm-started ``fit``.
+        """
+        if "model_" in self.__dict__:
+            return self._host_weights()[0]
+        if "_given_coefs" in self.__dict__:
+            return self.__dict__["_given_coefs"]
+        raise AttributeError("coefs_")
+
+    @coefs_.setter
+    def coefs_(self, values: Any) -> None:
+        self._set_part(0, values)
+
+    @property
+    def intercepts_(self) -> list[np.ndarray]:
+        """The bias vectors, layer by layer; settable like :attr:`coefs_`."""
+        if "model_" in self.__dict__:
+            return self._host_weights()[1]
+        if "_given_intercepts" in self.__dict__:
+            return self.__dict__["_given_intercepts"]
+        raise AttributeError("intercepts_")
+
+    @intercepts_.setter
+    def intercepts_(self, values: Any) -> None:
+        self._set_part(1, values)
