@@ -17,10 +17,10 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from ..backend import BACKEND_NAMES, namespace_of
-from ..layers import Dense
 from ..layers.activations import normalize_activation
 from ..model import Sequential, _check_fits_dtype
 from ..optimizers import AdamW, Optimizer, RMSProp
+from ..recipe import NORMS
 from ..validation import (
     check_choice,
     check_non_negative,
@@ -35,7 +35,14 @@ from ._helpers import (
     with_weights,
 )
 from ._lbfgs import LbfgsObjective, fit_lbfgs
-from ._losses import LOSS_KINDS
+from ._losses import LOSS_KINDS, LogisticLoss, SoftmaxLogLoss
+from ._network import (
+    DenseWeights,
+    build_network,
+    check_batch_norm_batches,
+    dense_slots,
+    set_dense_weights,
+)
 from ._training import (
     KeepGoing,
     SampleL2,
@@ -52,7 +59,16 @@ _SKLEARN_ACTIVATIONS: dict[str, str | None] = {
     "tanh": "tanh",
     "relu": "relu",
 }
-_HIDDEN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu", "leaky_relu", "sigmoid")
+_HIDDEN_ACTIVATIONS = (
+    "identity",
+    "logistic",
+    "tanh",
+    "relu",
+    "leaky_relu",
+    "sigmoid",
+    "gelu",
+    "silu",
+)
 _SOLVERS = ("adam", "sgd", "lbfgs", "adamw", "rmsprop")
 _STOCHASTIC = ("adam", "sgd", "adamw", "rmsprop")
 _SCHEDULES = ("constant", "invscaling", "adaptive")
@@ -62,7 +78,7 @@ _NON_FINITE = (
 )
 
 
-class _BaseMLP(BaseEstimator):
+class _BaseMLP(DenseWeights, BaseEstimator):
     """Shared hyperparameters and training of the two estimators."""
 
     _is_classifier = False
@@ -94,6 +110,8 @@ class _BaseMLP(BaseEstimator):
         beta_2: float = 0.999,
         epsilon: float = 1e-8,
         max_fun: int = 15000,
+        norm: str = "none",
+        clip_norm: float | None = None,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -120,6 +138,8 @@ class _BaseMLP(BaseEstimator):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.max_fun = max_fun
+        self.norm = norm
+        self.clip_norm = clip_norm
 
     # ---- what the subclasses fill in
     def _encode_targets(
@@ -185,6 +205,21 @@ class _BaseMLP(BaseEstimator):
         check_choice("backend", self.backend, BACKEND_NAMES)
         if self.dtype is not None:
             check_choice("dtype", self.dtype, ("float32", "float64"))
+        check_choice("norm", self.norm, NORMS)
+        if self._is_classifier:
+            check_number("label_smoothing", self.label_smoothing, low=0.0, high=1.0, high_open=True)
+        if self.clip_norm is not None:
+            check_positive("clip_norm", self.clip_norm)
+        if self.norm == "batch" and self.solver == "lbfgs":
+            # Every L-BFGS function evaluation (line-search trials included) would run a
+            # training-mode forward and move the running statistics, so the statistics used
+            # for prediction would depend on how many trial points SciPy happened to try.
+            raise ValueError(
+                "xpnet: norm='batch' cannot be used with solver='lbfgs': L-BFGS evaluates the "
+                "full batch at trial points, which would update BatchNorm's running statistics "
+                "at each evaluation; use norm='layer' (no running statistics) or a stochastic "
+                "solver"
+            )
 
     def _check_solver(self) -> bool:
         if self.solver not in _STOCHASTIC:
@@ -209,6 +244,7 @@ class _BaseMLP(BaseEstimator):
 
     def _make_optimizer(self) -> Optimizer:
         lr = float(self.learning_rate_init)
+        clip = None if self.clip_norm is None else float(self.clip_norm)
         if self.solver == "sgd":
             return SklearnSGD(
                 lr,
@@ -216,21 +252,34 @@ class _BaseMLP(BaseEstimator):
                 nesterov=bool(self.nesterovs_momentum),
                 lr_schedule=str(self.learning_rate),
                 power_t=float(self.power_t),
+                clip_norm=clip,
             )
         if self.solver == "adamw":
-            return AdamW(lr=lr)
+            return AdamW(lr=lr, clip_norm=clip)
         if self.solver == "rmsprop":
-            return RMSProp(lr=lr)
+            return RMSProp(lr=lr, clip_norm=clip)
         return SklearnAdam(
-            lr, betas=(float(self.beta_1), float(self.beta_2)), eps=float(self.epsilon)
+            lr,
+            betas=(float(self.beta_1), float(self.beta_2)),
+            eps=float(self.epsilon),
+            clip_norm=clip,
         )
+
+    def _make_loss(self, weighted: bool) -> Any:
+        """The private loss of the output activation (label smoothing for the classifier's)."""
+        smoothing = float(getattr(self, "label_smoothing", 0.0))
+        if self.out_activation_ == "softmax":
+            return SoftmaxLogLoss(weighted=weighted, label_smoothing=smoothing)
+        if self.out_activation_ == "logistic":
+            return LogisticLoss(weighted=weighted, label_smoothing=smoothing)
+        return LOSS_KINDS[self.out_activation_](weighted=weighted)
 
     # ---- the network
     def _build_model(self, layer_units: list[int], dtype: str) -> Sequential:
         act = normalize_activation(_SKLEARN_ACTIVATIONS.get(self.activation, self.activation))
-        dense = [Dense(a, b, activation=act) for a, b in itertools.pairwise(layer_units[:-1])]
-        dense.append(Dense(layer_units[-2], layer_units[-1]))
-        return Sequential(dense, dtype=dtype, seed=0, backend=self.backend)
+        return build_network(
+            layer_units, dtype, act, getattr(self, "norm", "none"), backend=self.backend
+        )
 
     def _initialize(
         self, layer_units: list[int], dtype: str, rs: np.random.RandomState, out_act: str
@@ -249,7 +298,7 @@ class _BaseMLP(BaseEstimator):
             bound = np.sqrt(factor / (fan_in + fan_out))
             weights.append(rs.uniform(-bound, bound, (fan_in, fan_out)))
             weights.append(rs.uniform(-bound, bound, fan_out))
-        model.set_weights(weights)
+        set_dense_weights(model, weights)
         self.__dict__.pop("_given_coefs", None)
         self.__dict__.pop("_given_intercepts", None)
         self.model_ = model
@@ -272,7 +321,7 @@ class _BaseMLP(BaseEstimator):
         intercepts = [np.asarray(b).reshape(-1) for b in self.__dict__["_given_intercepts"]]
         units = [int(coefs[0].shape[0])] + [int(c.shape[1]) for c in coefs]
         model = self._build_model(units, dtype)
-        model.set_weights([w for pair in zip(coefs, intercepts, strict=True) for w in pair])
+        set_dense_weights(model, [w for pair in zip(coefs, intercepts, strict=True) for w in pair])
         del self.__dict__["_given_coefs"], self.__dict__["_given_intercepts"]
         self.model_ = model
         self.n_layers_ = len(units)
@@ -345,7 +394,9 @@ class _BaseMLP(BaseEstimator):
             X, Y, sw, validation = self._split(X, Y, sw, rs)
         n = int(X.shape[0])
         batch_size = self._batch_size_for(n)
-        loss = LOSS_KINDS[self.out_activation_](weighted=sw is not None)
+        if self.norm == "batch":
+            check_batch_norm_batches(n, batch_size)
+        loss = self._make_loss(sw is not None)
         n_batches = -(-n // batch_size)
         factor = n_batches / (float(sw.sum()) if sw is not None else n)
         rules = SklearnStopping(self, n, factor, validation, incremental)
@@ -417,7 +468,7 @@ class _BaseMLP(BaseEstimator):
 
     def _fit_lbfgs(self, X: np.ndarray, Y: np.ndarray, sw: np.ndarray | None) -> None:
         model = self.model_
-        loss = LOSS_KINDS[self.out_activation_](weighted=sw is not None)
+        loss = self._make_loss(sw is not None)
         targets = self._loss_targets(Y, sw)
         _check_fits_dtype(X, model.dtype)
         Xd = model.backend.asarray(X, dtype=model.dtype)
@@ -448,27 +499,20 @@ class _BaseMLP(BaseEstimator):
         """
         check_is_fitted(self, "model_")
         model = self.model_
+        if len(dense_slots(model)) != len(model.parameters()):
+            raise ValueError(
+                "xpnet: _loss_grad_lbfgs packs scikit-learn's Dense weights only; this network "
+                f"has norm={self.norm!r} layers"
+            )
         X = X.toarray() if sp.issparse(X) else np.asarray(X)
         Y = np.asarray(y).reshape(len(X), -1)
         sw = check_sample_weight(sample_weight, len(X))
-        loss = LOSS_KINDS[self.out_activation_](weighted=sw is not None)
+        loss = self._make_loss(sw is not None)
         targets = self._loss_targets(Y, sw)
         Xd = model.backend.asarray(X, dtype=model.dtype)
         yd = model.backend.asarray(targets, dtype=loss.target_dtype(model.dtype, targets.ndim))
         objective = LbfgsObjective(model, loss, Xd, yd, float(self.alpha))
-        slices = objective.buffer.slices
-        order = [i for i in range(0, len(slices), 2)] + [i for i in range(1, len(slices), 2)]
-        perm = np.concatenate([np.arange(*slices[i]) for i in order])
-        theta = np.empty_like(np.asarray(packed_coef_inter, dtype=np.float64))
-        theta[perm] = packed_coef_inter
-        value, grad = objective(theta)
-        params = model.parameters()
-        for k in range(len(params) // 2):
-            a, b = slices[2 * k]
-            coef_grads[k] = grad[a:b].reshape(params[2 * k].shape)
-            a, b = slices[2 * k + 1]
-            intercept_grads[k] = grad[a:b]
-        return value, grad[perm]
+        return objective.sklearn_packed(packed_coef_inter, coef_grads, intercept_grads)
 
     def _penalty(self, factor: float) -> float:
         """scikit-learn's epoch loss includes ``alpha ||W||^2 / (2 sum(w))`` per batch."""
@@ -516,54 +560,6 @@ class _BaseMLP(BaseEstimator):
         model = self.model_
         _check_fits_dtype(X, model.dtype)
         return host_scores(model, model.backend.asarray(X, dtype=model.dtype))
-
-    # ---- fitted weights
-    def _host_weights(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        weights = self.model_.get_weights()
-        return weights[0::2], weights[1::2]
-
-    def _set_part(self, part: int, values: Any) -> None:
-        if "model_" not in self.__dict__:
-            self.__dict__["_given_coefs" if part == 0 else "_given_intercepts"] = values
-            return
-        weights = self.model_.get_weights()
-        values = list(values)
-        if len(values) != len(weights) // 2:
-            raise ValueError(
-                f"xpnet: expected {len(weights) // 2} arrays, one per layer, got {len(values)}"
-            )
-        weights[part::2] = [np.asarray(v) for v in values]
-        self.model_.set_weights(weights)
-
-    @property
-    def coefs_(self) -> list[np.ndarray]:
-        """The weight matrices, layer by layer (shape (in, out)): host copies of the network's.
-
-        Assigning a list (same shapes) writes it into the network; before any fit it becomes
-        the starting point of the next ``partial_fit`` or warm-started ``fit``.
-        """
-        if "model_" in self.__dict__:
-            return self._host_weights()[0]
-        if "_given_coefs" in self.__dict__:
-            return self.__dict__["_given_coefs"]
-        raise AttributeError("coefs_")
-
-    @coefs_.setter
-    def coefs_(self, values: Any) -> None:
-        self._set_part(0, values)
-
-    @property
-    def intercepts_(self) -> list[np.ndarray]:
-        """The bias vectors, layer by layer; settable like :attr:`coefs_`."""
-        if "model_" in self.__dict__:
-            return self._host_weights()[1]
-        if "_given_intercepts" in self.__dict__:
-            return self.__dict__["_given_intercepts"]
-        raise AttributeError("intercepts_")
-
-    @intercepts_.setter
-    def intercepts_(self, values: Any) -> None:
-        self._set_part(1, values)
 
     # ---- pickling goes through plain arrays and configs, never through xpnet objects
     def __getstate__(self) -> dict[str, Any]:

@@ -23,8 +23,10 @@ _PARAMETERS = """
     ----------
     hidden_layer_sizes : int or tuple of int, default (100,)
         Width of each hidden layer.
-    activation : {"relu", "tanh", "logistic", "identity", "leaky_relu"}, default "relu"
-        Activation after each hidden layer (``"sigmoid"`` is accepted for ``"logistic"``).
+    activation : {"relu", "tanh", "logistic", "identity", "leaky_relu", "gelu", "silu"}, \
+default "relu"
+        Activation after each hidden layer (``"sigmoid"`` is accepted for ``"logistic"``);
+        ``"gelu"`` and ``"silu"`` are xpnet's, beyond scikit-learn's four.
     solver : {"adam", "sgd", "lbfgs", "adamw", "rmsprop"}, default "adam"
         ``"adam"`` and ``"sgd"`` update as scikit-learn's do; ``"lbfgs"`` is SciPy's
         L-BFGS-B on the full batch; ``"adamw"`` and ``"rmsprop"`` are xpnet's optimizers.
@@ -74,6 +76,14 @@ _PARAMETERS = """
         Adam's epsilon, added to the uncorrected ``sqrt(v)`` as scikit-learn does.
     max_fun : int, default 15000
         L-BFGS's limit on loss evaluations.
+    norm : {"none", "batch", "layer"}, default "none"
+        A BatchNorm or LayerNorm after each hidden Dense, before its activation, as
+        :func:`xpnet.recipe.build_model` places them. ``coefs_`` and ``intercepts_`` stay the
+        Dense weights. ``"batch"`` is refused with ``solver="lbfgs"`` (each function
+        evaluation would move the running statistics).
+    clip_norm : float or None, default None
+        Clip the gradients to this global L2 norm before each update of a stochastic solver
+        (the optimizer's ``clip_norm``); L-BFGS ignores it, as it ignores ``momentum``.
 """
 
 _ATTRIBUTES = """
@@ -109,6 +119,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     a logistic output per label for multi-label indicator ``y``.
     """
         + _PARAMETERS
+        + """    label_smoothing : float in [0, 1), default 0.0
+        The softmax output (more than two classes) trains against
+        ``(1 - s) onehot + s / n_classes``, as :class:`xpnet.losses.SoftmaxCrossEntropy`
+        does; a logistic output (binary, or each label of multi-label ``y``) is a two-class
+        problem and trains against ``(1 - s) y + s / 2``.
+"""
         + _ATTRIBUTES
         + """    classes_ : ndarray
         The class labels.
@@ -128,6 +144,68 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     _is_classifier = True
     classes_: np.ndarray
     _label_binarizer: LabelBinarizer
+
+    def __init__(
+        self,
+        hidden_layer_sizes: int | tuple[int, ...] = (100,),
+        activation: str = "relu",
+        solver: str = "adam",
+        learning_rate_init: float = 1e-3,
+        batch_size: int | str = "auto",
+        max_iter: int = 200,
+        alpha: float = 1e-4,
+        random_state: int | np.random.RandomState | None = None,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int | float = 10,
+        tol: float = 1e-4,
+        verbose: bool = False,
+        warm_start: bool = False,
+        backend: str = "numpy",
+        dtype: str | None = None,
+        learning_rate: str = "constant",
+        power_t: float = 0.5,
+        shuffle: bool = True,
+        momentum: float = 0.9,
+        nesterovs_momentum: bool = True,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        max_fun: int = 15000,
+        norm: str = "none",
+        clip_norm: float | None = None,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes,
+            activation=activation,
+            solver=solver,
+            learning_rate_init=learning_rate_init,
+            batch_size=batch_size,
+            max_iter=max_iter,
+            alpha=alpha,
+            random_state=random_state,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change,
+            tol=tol,
+            verbose=verbose,
+            warm_start=warm_start,
+            backend=backend,
+            dtype=dtype,
+            learning_rate=learning_rate,
+            power_t=power_t,
+            shuffle=shuffle,
+            momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+            max_fun=max_fun,
+            norm=norm,
+            clip_norm=clip_norm,
+        )
+        self.label_smoothing = label_smoothing
 
     def _encode_targets(
         self, y: np.ndarray, incremental: bool, classes: Any
@@ -313,6 +391,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         beta_2: float = 0.999,
         epsilon: float = 1e-8,
         max_fun: int = 15000,
+        norm: str = "none",
+        clip_norm: float | None = None,
         loss: str = "squared_error",
     ) -> None:
         super().__init__(
@@ -341,6 +421,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             beta_2=beta_2,
             epsilon=epsilon,
             max_fun=max_fun,
+            norm=norm,
+            clip_norm=clip_norm,
         )
         self.loss = loss
 

@@ -74,6 +74,25 @@ class LbfgsObjective:
         host = np.asarray(to_numpy(packed), dtype=np.float64)  # the one read per evaluation
         return float(host[0]), host[1:]
 
+    def sklearn_packed(
+        self, packed: np.ndarray, coef_grads: list[Any], intercept_grads: list[Any]
+    ) -> tuple[float, np.ndarray]:
+        """The objective in scikit-learn's packing (all weights raveled, then all biases) of
+        a network of Dense layers only; the gradients also go into ``coef_grads`` and
+        ``intercept_grads``, layer by layer."""
+        slices = self.buffer.slices
+        order = [i for i in range(0, len(slices), 2)] + [i for i in range(1, len(slices), 2)]
+        perm = np.concatenate([np.arange(*slices[i]) for i in order])
+        theta = np.empty_like(np.asarray(packed, dtype=np.float64))
+        theta[perm] = packed
+        value, grad = self(theta)
+        for k in range(len(self.params) // 2):
+            a, b = slices[2 * k]
+            coef_grads[k] = grad[a:b].reshape(self.params[2 * k].shape)
+            a, b = slices[2 * k + 1]
+            intercept_grads[k] = grad[a:b]
+        return value, grad[perm]
+
 
 def fit_lbfgs(objective: LbfgsObjective, *, max_iter: int, max_fun: int, tol: float) -> Any:
     """Minimise with L-BFGS-B from the model's current weights; leave the result in the

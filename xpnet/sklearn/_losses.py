@@ -6,8 +6,9 @@ inside the loss (softmax, logistic, identity, exp), so that the gradient is the 
 carry the sample weights as their last column (they travel through the training loop's
 shuffle and batching with their rows) and the batch loss is ``sum(w * loss) / sum(w)``.
 
-These are private to the estimators; the logistic loss can give way to xpnet's public binary
-cross-entropy once that exists.
+These are private to the estimators. The logistic loss is xpnet's public
+:class:`~xpnet.losses.BinaryCrossEntropy` (its formula and its sigmoid), with what
+scikit-learn's semantics add: the sum over the outputs and the sample weights.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from ..backend import namespace_of
 from ..kernels import get_kernels
-from ..losses import Loss
+from ..losses import BinaryCrossEntropy, Loss
 
 __all__ = ["LOSS_KINDS", "HalfSquaredError", "LogisticLoss", "PoissonLoss", "SoftmaxLogLoss"]
 
@@ -53,14 +54,24 @@ class _SklearnLoss(Loss):
         return self._delta
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(weighted={self.weighted!r})"
+        smoothing = getattr(self, "label_smoothing", 0.0)
+        extra = f", label_smoothing={smoothing!r}" if smoothing else ""
+        return f"{type(self).__name__}(weighted={self.weighted!r}{extra})"
 
 
 class SoftmaxLogLoss(_SklearnLoss):
-    """Softmax and the multinomial log loss; targets are class indices (n,)."""
+    """Softmax and the multinomial log loss; targets are class indices (n,).
+
+    ``label_smoothing`` ``s`` trains against ``(1 - s) onehot + s / C``, as
+    :class:`~xpnet.losses.SoftmaxCrossEntropy` does.
+    """
 
     name = "sklearn_log_loss"
     out_activation = "softmax"
+
+    def __init__(self, weighted: bool = False, label_smoothing: float = 0.0) -> None:
+        super().__init__(weighted)
+        self.label_smoothing = float(label_smoothing)
 
     def target_dtype(self, model_dtype: str, target_ndim: int = 1) -> str:
         return model_dtype if self.weighted else "int64"
@@ -74,25 +85,57 @@ class SoftmaxLogLoss(_SklearnLoss):
         onehot = xp.astype(
             xp.expand_dims(labels, axis=1) == xp.expand_dims(classes, axis=0), output.dtype
         )
+        if self.label_smoothing:
+            s = self.label_smoothing
+            onehot = (1.0 - s) * onehot + s / c
         log_probs, probs = get_kernels(xp).log_softmax_with_probs(output)
         self._delta = (probs - onehot) * scale
         return -self._finish(xp, onehot * log_probs, scale)
 
 
-class LogisticLoss(_SklearnLoss):
+class LogisticLoss(_SklearnLoss, BinaryCrossEntropy):
     """A logistic unit per output and the binary log loss, summed over the outputs; targets
-    are 0/1 indicators (n, outputs): scikit-learn's binary and multi-label case."""
+    are 0/1 indicators (n, outputs): scikit-learn's binary and multi-label case.
+
+    The per-element loss and the sigmoid are :class:`~xpnet.losses.BinaryCrossEntropy`'s;
+    scikit-learn sums over the ``k`` outputs where that loss averages, so the unweighted loss
+    and gradient are ``k`` times its. With sample weights the gradient is the public
+    loss's ``sigmoid(z) - y`` weighted per row, and the value weights the element losses.
+    ``label_smoothing`` ``s`` trains each output against ``(1 - s) y + s / 2``.
+    """
 
     name = "sklearn_binary_log_loss"
     out_activation = "logistic"
+    # The targets may carry the weights as a last column: the public loss's target checks
+    # and accuracy metric do not apply to them, and the estimators score on their own.
+    multi_label = Loss.multi_label
+    check_targets = Loss.check_targets
+    metric_names = Loss.metric_names
+    metric_sums = Loss.metric_sums
+
+    def __init__(self, weighted: bool = False, label_smoothing: float = 0.0) -> None:
+        super().__init__(weighted)
+        self.label_smoothing = float(label_smoothing)
 
     def forward(self, output: Any, target: Any) -> Any:
         xp, t, scale = self._split(output, target)
-        t = xp.astype(t, output.dtype)
-        # log(1 + exp(z)) - t z without overflow; sigmoid through tanh for the same reason.
-        softplus = xp.maximum(output, 0.0) + xp.log1p(xp.exp(-xp.abs(output)))
-        self._delta = (0.5 * (1.0 + xp.tanh(0.5 * output)) - t) * scale
-        return self._finish(xp, softplus - t * output, scale)
+        k = int(output.shape[1])
+        if self.label_smoothing:
+            # Each output is a two-class problem: ``(1 - s) y + s / 2``, the softmax rule
+            # with C = 2.
+            s = self.label_smoothing
+            t = (1.0 - s) * xp.astype(t, output.dtype) + 0.5 * s
+        if not self.weighted:
+            value = BinaryCrossEntropy.forward(self, output, t) * k
+            self._delta = BinaryCrossEntropy.backward(self) * k
+            return value
+        # The public loss returns only the mean over all elements, and row weights need the
+        # per-element losses: this is the one place the element formula is restated.
+        BinaryCrossEntropy.forward(self, output, t)
+        z, y = output, self._target
+        per_element = xp.maximum(z, 0.0) - z * y + xp.log1p(xp.exp(-xp.abs(z)))
+        self._delta = (self._probs - y) * scale
+        return self._finish(xp, per_element, scale)
 
 
 class HalfSquaredError(_SklearnLoss):

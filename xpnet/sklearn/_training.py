@@ -51,8 +51,9 @@ class SklearnSGD(Optimizer):
         power_t: float = 0.5,
         learning_rate: float | None = None,
         hooks: Iterable[GradientHook] | None = None,
+        clip_norm: float | None = None,
     ) -> None:
-        super().__init__(lr, None, hooks)
+        super().__init__(lr, None, hooks, clip_norm)
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
         self.lr_schedule = str(lr_schedule)
@@ -98,14 +99,16 @@ class SklearnSGD(Optimizer):
             p.data += v
 
     def hyperparameters(self) -> dict[str, Any]:
-        return {
-            "lr": self.base_lr,
-            "momentum": self.momentum,
-            "nesterov": self.nesterov,
-            "lr_schedule": self.lr_schedule,
-            "power_t": self.power_t,
-            "learning_rate": self.lr,
-        }
+        return self._with_clip(
+            {
+                "lr": self.base_lr,
+                "momentum": self.momentum,
+                "nesterov": self.nesterov,
+                "lr_schedule": self.lr_schedule,
+                "power_t": self.power_t,
+                "learning_rate": self.lr,
+            }
+        )
 
 
 class SklearnAdam(Adam):
