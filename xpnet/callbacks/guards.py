@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import DivergenceError
 from ..io.training_state import TrainingCheckpointer
+from ..validation import check_positive_int
 from .base import Callback, ModelState
 
 __all__ = ["BackupAndRestore", "ProgressBar", "TerminateOnNaN"]
@@ -32,11 +33,7 @@ class TerminateOnNaN(Callback):
     """
 
     def __init__(self, check_every: int = 50) -> None:
-        if isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 1:
-            raise ValueError(
-                f"xpnet: TerminateOnNaN check_every must be an int >= 1, got {check_every!r}"
-            )
-        self.check_every = check_every
+        self.check_every = check_positive_int("TerminateOnNaN check_every", check_every)
         self._good: ModelState | None = None
         self._candidate: ModelState | None = None
         self._epoch = 0
@@ -128,8 +125,7 @@ class BackupAndRestore(Callback):
     def __init__(
         self, directory: str | os.PathLike[str], every: int = 1, resume: bool | None = None
     ) -> None:
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"xpnet: BackupAndRestore every must be an int >= 1, got {every!r}")
+        every = check_positive_int("BackupAndRestore every", every)
         self.checkpointer = TrainingCheckpointer(directory, every)
         self.resume = resume
 

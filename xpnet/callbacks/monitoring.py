@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from ..validation import check_non_negative_int
 from .base import Callback, ModelState, mode_is_max, monitored
 
 __all__ = ["CSVLogger", "EarlyStopping", "LearningRateScheduler", "ModelCheckpoint"]
@@ -56,22 +57,13 @@ class EarlyStopping(Callback):
     ) -> None:
         self.monitor = str(monitor)
         self.min_delta = abs(float(min_delta))
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"xpnet: EarlyStopping patience must be an int >= 0, got {patience!r}")
-        if (
-            isinstance(start_from_epoch, bool)
-            or not isinstance(start_from_epoch, int)
-            or start_from_epoch < 0
-        ):
-            raise ValueError(
-                f"xpnet: EarlyStopping start_from_epoch must be an int >= 0, got "
-                f"{start_from_epoch!r}"
-            )
-        self.patience = patience
+        self.patience = check_non_negative_int("EarlyStopping patience", patience)
+        self.start_from_epoch = check_non_negative_int(
+            "EarlyStopping start_from_epoch", start_from_epoch
+        )
         self.maximize = mode_is_max(self.monitor, mode, "EarlyStopping")
         self.mode = mode
         self.restore_best_weights = bool(restore_best_weights)
-        self.start_from_epoch = start_from_epoch
         self._reset()
 
     def _reset(self) -> None:

@@ -15,17 +15,11 @@ import numpy as np
 
 from ..backend import Backend, backend_of, to_numpy
 from ..parameter import Parameter
-from ..validation import check_number
+from ..validation import check_number, check_positive_int
 from .base import Layer
 
 if TYPE_CHECKING:
     from ..distributed.communicator import Communicator
-
-
-def _check_features(owner: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"xpnet: {owner} num_features must be a positive integer, got {value!r}")
-    return int(value)
 
 
 class _Norm(Layer):
@@ -33,7 +27,7 @@ class _Norm(Layer):
 
     def __init__(self, num_features: int, eps: float = 1e-5) -> None:
         owner = type(self).__name__
-        self.num_features = _check_features(owner, num_features)
+        self.num_features = check_positive_int(f"{owner} num_features", num_features)
         self.eps = check_number(f"{owner} eps", eps, low=0.0, low_open=True)
         self.weight: Parameter | None = None
         self.bias: Parameter | None = None
