@@ -533,10 +533,8 @@ class WeightDecay(GradientHook):
                 if p.grad is not None and (_is_weight(p) or not self.weights_only):
                     p.grad += coef * p.data
             return
-        if not self.weights_only:
-            buffer.grad += coef * buffer.data
-            return
-        buffer.grad += coef * (self._weight_mask(buffer) * buffer.data)
+        mask = self._weight_mask(buffer) if self.weights_only else None
+        get_kernels(namespace_of(buffer.data)).scaled_add(buffer.grad, buffer.data, coef, mask)
 
     def _weight_mask(self, buffer: ParameterBuffer) -> Any:
         # 1 over the weights, 0 over the biases: the flat update stays one operation.

@@ -196,6 +196,27 @@ def _sgd_momentum(p, g, buf, lr, momentum, c, nesterov):  # type: ignore[no-unty
 
 
 @_jit_algebraic
+def _velocity_sgd(p, g, vel, lr, momentum, nesterov):  # type: ignore[no-untyped-def]
+    for i in range(p.size):
+        step = lr * g[i]
+        v = vel[i] * momentum - step
+        vel[i] = v
+        p[i] = p[i] + (momentum * v - step if nesterov else v)
+
+
+@_jit_algebraic
+def _scaled_add(t, s, coef):  # type: ignore[no-untyped-def]
+    for i in range(t.size):
+        t[i] = t[i] + coef * s[i]
+
+
+@_jit_algebraic
+def _scaled_add_masked(t, s, m, coef):  # type: ignore[no-untyped-def]
+    for i in range(t.size):
+        t[i] = t[i] + coef * (m[i] * s[i])
+
+
+@_jit_algebraic
 def _rmsprop(p, g, sq, ga, buf, lr, alpha, c, eps, momentum, centered, use_momentum):  # type: ignore[no-untyped-def]
     for i in range(p.size):
         gi = g[i]
@@ -437,6 +458,37 @@ class NumbaKernels(NumpyKernels):
             p.reshape(-1), g.reshape(-1), buf.reshape(-1),
             t(lr), t(momentum), t(1.0 - dampening), bool(nesterov),
         )  # fmt: skip
+        return None
+
+    def velocity_sgd_update(
+        self,
+        p: Any,
+        g: Any,
+        velocity: Any,
+        *,
+        lr: float,
+        momentum: float,
+        nesterov: bool,
+    ) -> None:
+        if not (_in_place_ok(p, velocity) and _same_float(p, g)):
+            return super().velocity_sgd_update(
+                p, g, velocity, lr=lr, momentum=momentum, nesterov=nesterov
+            )
+        t = p.dtype.type
+        _velocity_sgd(
+            p.reshape(-1), g.reshape(-1), velocity.reshape(-1), t(lr), t(momentum), bool(nesterov)
+        )
+        return None
+
+    def scaled_add(self, target: Any, source: Any, coef: float, mask: Any = None) -> None:
+        arrays = (target, source) if mask is None else (target, source, mask)
+        if not (_in_place_ok(target) and _same_float(*arrays)):
+            return super().scaled_add(target, source, coef, mask)
+        c = target.dtype.type(coef)
+        if mask is None:
+            _scaled_add(target.reshape(-1), source.reshape(-1), c)
+        else:
+            _scaled_add_masked(target.reshape(-1), source.reshape(-1), mask.reshape(-1), c)
         return None
 
     def rmsprop_update(

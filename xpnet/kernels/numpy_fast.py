@@ -29,10 +29,18 @@ class NumpyKernels(PortableKernels):
 
     def __init__(self, xp: ModuleType | None = None) -> None:
         super().__init__(np_xp if xp is None else xp)
-        self._scratch: dict[tuple[tuple[int, ...], Any], np.ndarray] = {}
+        self._scratch: dict[tuple[Any, ...], np.ndarray] = {}
 
     def _tmp(self, like: np.ndarray) -> np.ndarray:
         key = (like.shape, like.dtype)
+        buf = self._scratch.get(key)
+        if buf is None:
+            buf = self._scratch[key] = np.empty_like(like)
+        return buf
+
+    def _tmp2(self, like: np.ndarray) -> np.ndarray:
+        """A second scratch array, for updates that need two intermediates."""
+        key = (like.shape, like.dtype, 2)
         buf = self._scratch.get(key)
         if buf is None:
             buf = self._scratch[key] = np.empty_like(like)
@@ -218,6 +226,43 @@ class NumpyKernels(PortableKernels):
             tmp[...] = buf
         tmp *= lr
         p -= tmp
+
+    def velocity_sgd_update(
+        self,
+        p: Any,
+        g: Any,
+        velocity: Any,
+        *,
+        lr: float,
+        momentum: float,
+        nesterov: bool,
+    ) -> None:
+        if not (isinstance(p, np.ndarray) and p.shape == g.shape == velocity.shape):
+            super().velocity_sgd_update(p, g, velocity, lr=lr, momentum=momentum, nesterov=nesterov)
+            return
+        step = self._tmp(p)
+        velocity *= momentum
+        np.multiply(g, lr, out=step)
+        velocity -= step
+        if nesterov:
+            # momentum * velocity - lr * g, the reference's two roundings, into one scratch.
+            np.negative(step, out=step)
+            step += np.multiply(velocity, momentum, out=self._tmp2(p))
+            p += step
+        else:
+            p += velocity
+
+    def scaled_add(self, target: Any, source: Any, coef: float, mask: Any = None) -> None:
+        if not (isinstance(target, np.ndarray) and target.shape == source.shape):
+            super().scaled_add(target, source, coef, mask)
+            return
+        tmp = self._tmp(target)
+        if mask is None:
+            np.multiply(source, coef, out=tmp)
+        else:
+            np.multiply(mask, source, out=tmp)
+            tmp *= coef
+        target += tmp
 
     def rmsprop_update(
         self,

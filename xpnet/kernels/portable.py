@@ -264,6 +264,30 @@ class PortableKernels:
         buf += (1.0 - dampening) * g
         p -= lr * (g + momentum * buf) if nesterov else lr * buf
 
+    def velocity_sgd_update(
+        self,
+        p: Any,
+        g: Any,
+        velocity: Any,
+        *,
+        lr: float,
+        momentum: float,
+        nesterov: bool,
+    ) -> None:
+        """scikit-learn's SGD in place: ``velocity = momentum velocity - lr g``; then
+        ``p += momentum velocity - lr g`` with Nesterov, else ``p += velocity``."""
+        velocity *= momentum
+        velocity -= lr * g
+        if nesterov:
+            p += momentum * velocity - lr * g
+        else:
+            p += velocity
+
+    def scaled_add(self, target: Any, source: Any, coef: float, mask: Any = None) -> None:
+        """``target += coef * (mask * source)`` in place (``mask`` of 0s and 1s, or None for
+        all of ``source``): a weight penalty's gradient added to the flat gradient."""
+        target += coef * (source if mask is None else mask * source)
+
     def rmsprop_update(
         self,
         p: Any,

@@ -91,12 +91,9 @@ class SklearnSGD(Optimizer):
         v = state.get("velocity")
         if v is None:
             v = state["velocity"] = xp.zeros_like(p.data)
-        v *= self.momentum
-        v -= self.lr * g
-        if self.nesterov:
-            p.data += self.momentum * v - self.lr * g
-        else:
-            p.data += v
+        get_kernels(xp).velocity_sgd_update(
+            p.data, g, v, lr=self.lr, momentum=self.momentum, nesterov=self.nesterov
+        )
 
     def hyperparameters(self) -> dict[str, Any]:
         return self._with_clip(
@@ -181,7 +178,8 @@ class SampleL2(L2Penalty):
                 if p.grad is not None and len(p.shape) >= 2:
                     p.grad += coef * p.data
             return
-        buffer.grad += coef * (self._weight_mask(buffer) * buffer.data)
+        mask = self._weight_mask(buffer)
+        get_kernels(namespace_of(buffer.data)).scaled_add(buffer.grad, buffer.data, coef, mask)
 
 
 class KeepGoing(TerminateOnNaN):
