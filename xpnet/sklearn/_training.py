@@ -178,8 +178,10 @@ class SampleL2(L2Penalty):
                 if p.grad is not None and len(p.shape) >= 2:
                     p.grad += coef * p.data
             return
-        mask = self._weight_mask(buffer)
-        get_kernels(namespace_of(buffer.data)).scaled_add(buffer.grad, buffer.data, coef, mask)
+        add = get_kernels(namespace_of(buffer.data)).scaled_add
+        for p in buffer.params:
+            if len(p.shape) >= 2:
+                add(p.grad, p.data, coef)
 
 
 class KeepGoing(TerminateOnNaN):
