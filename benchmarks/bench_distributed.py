@@ -6,14 +6,17 @@ float32, Adam):
 * epoch time of ``mpiexec -n 2`` ranks with 1 BLAS thread each against 1 process with
   2 BLAS threads (and 1 process with 1 thread, the compute figure of the cost model), at
   global batches 128 and 512; the runs alternate (A B C A B C ...) so drift in machine load
-  hits all alike, and the medians are reported;
+  hits all alike, and the medians of the epochs after the first are reported (the first
+  epoch of a process also loads the compiled kernels; it is kept apart, as warm-up);
+  the ranks are bound one to a core (``-bind-to core``, Open MPI's default for two ranks;
+  MPICH binds nothing unless told), ``--no-bind`` leaves them to the OS scheduler;
 * the time of one in-place ``MPI.Allreduce`` of a float32 buffer against its size, on 2 ranks;
 
 then feeds both into the cost model of ``docs/distributed.md``, projecting samples/s for
 N = 1..64 ranks on 10, 25 and 100 Gb/s links and an NVLink-class link.
 
-    python benchmarks/bench_distributed.py               # 3 rounds, 2 epochs each
-    python benchmarks/bench_distributed.py --quick       # 1 round, 1 epoch, fewer sizes
+    python benchmarks/bench_distributed.py               # 3 rounds, 3 epochs each
+    python benchmarks/bench_distributed.py --quick       # 1 round, 2 epochs (1 warm-up), fewer
     python benchmarks/bench_distributed.py --model-only benchmarks/results/distributed-*.json
 
 Needs MNIST under $XPNET_DATA_DIR/mnist and ``pip install 'xpnet[mpi]'``. Results go to
@@ -121,15 +124,20 @@ def _run(cmd: list[str], threads: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def measure(rounds: int, epochs: int, sizes: list[int], repeats: int) -> dict:
+def measure(
+    rounds: int, epochs: int, sizes: list[int], repeats: int, *, warmup: int = 1, bind: bool = True
+) -> dict:
     me = [sys.executable, str(Path(__file__).resolve())]
-    mpiexec = _mpiexec()
+    mpiexec = [_mpiexec(), *(["-bind-to", "core"] if bind else [])]
     configs = {
-        "2 ranks x 1 thread": ([mpiexec, "-n", "2", *me], 1),
+        "2 ranks x 1 thread": ([*mpiexec, "-n", "2", *me], 1),
         "1 process x 2 threads": (me, 2),
         "1 process x 1 thread": (me, 1),
     }
     epoch: dict[str, dict[str, list[float]]] = {
+        str(b): {name: [] for name in configs} for b in BATCHES
+    }
+    first: dict[str, dict[str, list[float]]] = {
         str(b): {name: [] for name in configs} for b in BATCHES
     }
     params = n_train = 0
@@ -138,11 +146,12 @@ def measure(rounds: int, epochs: int, sizes: list[int], repeats: int) -> dict:
             for name, (prefix, threads) in configs.items():
                 res = _run([*prefix, "--worker-fit", str(batch), "--epochs", str(epochs)], threads)
                 params, n_train = res["params"], res["n"]
-                epoch[str(batch)][name] += res["epoch_seconds"]
+                first[str(batch)][name] += res["epoch_seconds"][:warmup]
+                epoch[str(batch)][name] += res["epoch_seconds"][warmup:]
                 print(f"round {r + 1} batch {batch} {name}: {res['epoch_seconds']}", flush=True)
     sizes_arg = ",".join(map(str, sizes))
     ar = _run(
-        [mpiexec, "-n", "2", *me, "--worker-allreduce", sizes_arg, "--repeats", str(repeats)], 1
+        [*mpiexec, "-n", "2", *me, "--worker-allreduce", sizes_arg, "--repeats", str(repeats)], 1
     )
     return {
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -152,7 +161,10 @@ def measure(rounds: int, epochs: int, sizes: list[int], repeats: int) -> dict:
         "n_train": n_train,
         "rounds": rounds,
         "epochs_per_run": epochs,
+        "warmup_epochs": warmup,
+        "ranks_bound_to_cores": bind,
         "epoch_seconds": epoch,
+        "warmup_epoch_seconds": first,
         "allreduce_seconds": ar["allreduce_seconds"],
     }
 
@@ -208,8 +220,11 @@ def project(result: dict) -> dict:
 
 
 def report(result: dict) -> None:
+    warmup = result.get("warmup_epochs", 0)
+    kept = result["epochs_per_run"] - warmup
     print(
-        f"\nMNIST epoch (median of {result['rounds']} rounds x {result['epochs_per_run']} epochs):"
+        f"\nMNIST epoch (median of {result['rounds']} rounds x {kept} epochs after "
+        f"{warmup} warm-up epoch(s); ranks bound to cores: {result.get('ranks_bound_to_cores')}):"
     )
     for batch, runs in result["epoch_seconds"].items():
         med = {k: statistics.median(v) for k, v in runs.items()}
@@ -240,7 +255,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument(
+        "--warmup", type=int, default=1, help="first epochs of each run left out of the medians"
+    )
+    parser.add_argument("--no-bind", action="store_true", help="do not bind the ranks to cores")
     parser.add_argument("--model-only", metavar="JSON", help="report a saved result again")
     parser.add_argument("--worker-fit", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--worker-allreduce", help=argparse.SUPPRESS)
@@ -253,9 +272,11 @@ def main() -> None:
         return _worker_allreduce(sizes, args.repeats)
     if args.model_only:
         return report(json.loads(Path(args.model_only).read_text()))
-    rounds, epochs = (1, 1) if args.quick else (args.rounds, args.epochs)
+    rounds, epochs = (1, 2) if args.quick else (args.rounds, args.epochs)
+    if not 0 <= args.warmup < epochs:
+        parser.error(f"--warmup must be in [0, {epochs}) (below --epochs), got {args.warmup}")
     sizes = [2**k for k in range(10, 27, 2 if not args.quick else 4)]  # 1 KiB .. 64 MiB
-    result = measure(rounds, epochs, sizes, args.repeats)
+    result = measure(rounds, epochs, sizes, args.repeats, warmup=args.warmup, bind=not args.no_bind)
     result["model"] = project(result)
     out = HERE / "results" / f"distributed-{_dt.datetime.now():%Y%m%d-%H%M%S}.json"
     out.parent.mkdir(exist_ok=True)
