@@ -12,7 +12,10 @@ On a shared machine the absolute times are noise, the ratios less so.
     python benchmarks/bench_kernels.py --epochs deep-b128 --repeats 3   # needs MNIST
 
 Also times the element-wise kernels of one batch-128 forward/backward (bias + ReLU and
-ReLU backward at 128x256, log-softmax at 128x10) for numba vs NumPy in-place.
+ReLU backward at 128x256, log-softmax at 128x10) for numba vs NumPy in-place, and then the
+GELU, SiLU, dropout and clipping kernels one by one (``--new-kernels``: only those).
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_kernels.py --new-kernels --repeats 5
 """
 
 from __future__ import annotations
@@ -103,6 +106,57 @@ def _elementwise_variants() -> dict[str, Callable[[], None]]:
 
         out[f"elementwise {name}"] = run
     return out
+
+
+def _new_kernel_variants(numba_kernels: bool) -> dict[str, Callable[[], None]]:
+    """GELU (both forms) and SiLU forward and backward, Dense's bias + GELU, dropout (mask
+    and apply) at one batch-128 layer (128x256), and clipping's norm and scaling over the
+    model's flat gradient, each 469 times (one epoch): numba or NumPy in-place."""
+    from xpnet.kernels.numba_cpu import NumbaKernels
+    from xpnet.kernels.numpy_fast import NumpyKernels
+
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((128, 256), dtype=np.float32) * 2
+    g = rng.standard_normal((128, 256), dtype=np.float32)
+    b = rng.standard_normal(256, dtype=np.float32)
+    # Norm about 1: a limit of 0.5 then scales it every call by a float32 factor below 1
+    # (0.5 / (0.5 + 1e-6) after the first), never down into the subnormal range.
+    flat = rng.standard_normal(244_522, dtype=np.float32) / 500
+    k: NumpyKernels = NumbaKernels() if numba_kernels else NumpyKernels()
+
+    def loop(fn: Callable[[], object]) -> Callable[[], None]:
+        def run() -> None:
+            for _ in range(469):
+                fn()
+
+        return run
+
+    cases: dict[str, Callable[[], object]] = {
+        "gelu": lambda: k.gelu(x),
+        "gelu backward": lambda: k.gelu_backward(g, x),
+        "bias + gelu": lambda: k.bias_activation(x.copy(), b, "gelu"),
+        "gelu_tanh": lambda: k.gelu_tanh(x),
+        "gelu_tanh backward": lambda: k.gelu_tanh_backward(g, x),
+        "silu": lambda: k.silu(x),
+        "silu backward": lambda: k.silu_backward(g, x),
+        "dropout p=0.2": lambda: k.dropout(x, 0.2, 12345, 7),
+        # Gradients that the limit clips (a multiply) and that it does not (none needed).
+        "clip norm, clipped": lambda: k.clip_grad_norm([flat], 0.5, 1e-6),
+        "clip norm, within": lambda: k.clip_grad_norm([flat], 1e30, 1e-6),
+    }
+    return {name: loop(fn) for name, fn in cases.items()}
+
+
+def _new_kernels(repeats: int) -> None:
+    """numba against NumPy in-place for the kernels of _new_kernel_variants, interleaved."""
+    sets = {lib: _new_kernel_variants(lib == "numba") for lib in ("numba", "numpy")}
+    both = {f"{name} [{lib}]": run for lib, runs in sets.items() for name, run in runs.items()}
+    med = _interleaved(both, repeats)
+    print(f"x469 at 128x256 float32 (clip: 244,522 float32), median of {repeats}")
+    print(f"  {'kernel':22s} {'numba':>9s} {'numpy':>9s}  numba/numpy")
+    for name in sets["numba"]:
+        t_nb, t_np = med[f"{name} [numba]"], med[f"{name} [numpy]"]
+        print(f"  {name:22s} {t_nb:8.4f}s {t_np:8.4f}s  {t_nb / t_np:6.2f}")
 
 
 def _interleaved(variants: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
@@ -208,7 +262,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", metavar="CASE", help="whole epochs instead: deep-b128|deep-b32")
     ap.add_argument("--variants", default=",".join(EPOCH_VARIANTS), help="for --epochs")
     ap.add_argument("--epoch-worker", choices=EPOCH_VARIANTS, help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--new-kernels", action="store_true", help="GELU/SiLU/dropout/clip kernels only"
+    )
     args = ap.parse_args(argv)
+    if args.new_kernels:
+        _new_kernels(args.repeats)
+        return 0
     if args.compile:
         _compile_cost()
         return 0
@@ -234,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     print("bias+ReLU 128x256, ReLU backward 128x256, log-softmax 128x10, x469")
     for name, t in med.items():
         print(f"  {name:20s} {t:.4f} s")
+    _new_kernels(args.repeats)
     return 0
 
 

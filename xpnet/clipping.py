@@ -4,7 +4,8 @@ Every optimizer takes ``clip_norm``; before each update (and before its gradient
 gradients are scaled by ``min(1, clip_norm / (norm + 1e-6))``, with ``norm`` the L2 norm of
 all of them together. The norm, the coefficient and the scaling stay on the device: for a
 model's parameters that is one reduction and one multiply over the flat gradient buffer, and
-nothing is read back to the host.
+nothing is read back to the host. The work is the kernels' ``clip_grad_norm``
+(:meth:`xpnet.kernels.PortableKernels.clip_grad_norm`, which the compiled CPU set replaces).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .backend import namespace_of
+from .kernels import get_kernels
 from .parameter import Parameter, ParameterBuffer
 from .validation import check_non_negative
 
@@ -29,30 +31,16 @@ def check_clip_norm(value: Any, owner: str) -> float | None:
     return check_non_negative(f"{owner} clip_norm", value)
 
 
-def _scale(xp: Any, sum_sq: Any, max_norm: float) -> Any:
-    coef = max_norm / (xp.sqrt(sum_sq) + CLIP_EPS)
-    # Clamped to 1 on the device: a branch on its value would read it back.
-    return xp.where(coef < 1.0, coef, xp.ones_like(coef))
-
-
 def clip_grad_norm(
     params: Sequence[Parameter], buffer: ParameterBuffer | None, max_norm: float
 ) -> None:
     """Scale the gradients of ``params`` in place so their global L2 norm is at most
     ``max_norm`` (``buffer``: their flat buffer, when the update goes over it)."""
     if buffer is not None:
-        g = buffer.grad
-        xp = namespace_of(g)
-        g *= _scale(xp, xp.sum(g * g), max_norm)
-        return
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return
-    xp = namespace_of(*grads)
-    total = xp.sum(grads[0] * grads[0])
-    for g in grads[1:]:
-        total = total + xp.sum(g * g)
-    coef = _scale(xp, total, max_norm)
-    for p in params:
-        if p.grad is not None:
-            p.grad *= coef
+        grads = [buffer.grad]
+    else:
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads:
+            return
+    # The kernels' version (xpnet.kernels.PortableKernels.clip_grad_norm is the reference).
+    get_kernels(namespace_of(*grads)).clip_grad_norm(grads, max_norm, CLIP_EPS)

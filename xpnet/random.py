@@ -40,6 +40,7 @@ import math
 import operator
 from typing import Any
 
+import array_api_compat
 import numpy as np
 from array_api_compat import device as _device_of
 
@@ -143,6 +144,26 @@ def hash_bits_reference(seed: int, step: int, row: int, col: int) -> int:
     return mix32_int(mix32_int(row ^ k_row) ^ mix32_int(col ^ k_col))
 
 
+def _checked_block(shape: tuple[int, int], row_offset: int) -> tuple[int, int, int]:
+    """``(rows, cols, row_offset)`` of a block, checked (shared with the compiled kernels)."""
+    rows, cols = (int(n) for n in shape)
+    row_offset = _check_word("row_offset", row_offset, 1 << 32)
+    if rows < 0 or cols < 0 or row_offset + rows > 1 << 32 or cols > 1 << 32:
+        raise ValueError(
+            f"xpnet: counter-based random bits need 0 <= rows, cols and global rows below "
+            f"2**32, got shape {shape} at row_offset {row_offset}"
+        )
+    return rows, cols, row_offset
+
+
+def _mask_block(shape: tuple[int, ...]) -> tuple[int, int]:
+    """The ``(rows, cols)`` block a dropout mask of an array of ``shape`` is hashed over:
+    rows along the first axis, the trailing axes flattened into columns (a 1-d array has one
+    column, a 0-d one is one row of one column)."""
+    shape = tuple(int(n) for n in shape)
+    return (shape[0] if shape else 1), math.prod(shape[1:])
+
+
 def hash_bits(
     xp: Any,
     shape: tuple[int, int],
@@ -172,13 +193,7 @@ def hash_bits(
         uint32 of shape ``(rows, cols)``; element ``[r, c]`` equals
         ``hash_bits_reference(seed, step, row_offset + r, c)``.
     """
-    rows, cols = (int(n) for n in shape)
-    row_offset = _check_word("row_offset", row_offset, 1 << 32)
-    if rows < 0 or cols < 0 or row_offset + rows > 1 << 32 or cols > 1 << 32:
-        raise ValueError(
-            f"xpnet: counter-based random bits need 0 <= rows, cols and global rows below "
-            f"2**32, got shape {shape} at row_offset {row_offset}"
-        )
+    rows, cols, row_offset = _checked_block(shape, row_offset)
     k_row, k_col = key_words(seed, step)
     r = xp.arange(row_offset, row_offset + rows, dtype=xp.uint32, device=device)
     c = xp.arange(cols, dtype=xp.uint32, device=device)
@@ -195,11 +210,10 @@ def keep_mask(x: Any, p: float, seed: int, step: int, row_offset: int = 0, xp: A
     device are used.
     """
     if xp is None:
-        from .backend import namespace_of
-
-        xp = namespace_of(x)
+        # array_api_compat's lookup, not xpnet.backend's: the kernels import this module, and
+        # the backend imports the kernels.
+        xp = array_api_compat.array_namespace(x)
     shape = tuple(int(n) for n in x.shape)
-    rows = shape[0] if shape else 1
-    cols = math.prod(shape[1:])
+    rows, cols = _mask_block(shape)
     bits = hash_bits(xp, (rows, cols), seed, step, row_offset, device=_device_of(x))
     return xp.reshape(bits >= keep_threshold(p), shape)

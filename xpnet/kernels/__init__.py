@@ -15,7 +15,12 @@ The activations of :data:`INPUT_ACTIVATIONS` (GELU, SiLU) take the input, not th
 their backward. :func:`erf` and :func:`erfc` (W. J. Cody's rational approximations, in any
 array namespace) serve the exact GELU.
 
-This package imports nothing else of xpnet (the backend module imports it).
+Dropout (:meth:`PortableKernels.dropout`, the counter-based masks of :mod:`xpnet.random`) and
+gradient clipping's global norm (:meth:`PortableKernels.clip_grad_norm`) are kernels too, so
+the compiled set can replace them.
+
+This package imports nothing else of xpnet but :mod:`xpnet.random` (which imports nothing
+of xpnet at import time); the backend module imports it.
 """
 
 from __future__ import annotations

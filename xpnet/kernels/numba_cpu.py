@@ -21,7 +21,9 @@ Compiler flags, and why:
   may assume no NaN or infinity exists and fold the very comparisons the divergence guard
   relies on. The kept flags change results by a rounding or two (a reciprocal for a
   division, a reordered row sum), never a NaN into a number. Forward activations are not
-  compiled beyond ReLU/leaky ReLU (see :class:`NumbaKernels`).
+  compiled beyond ReLU/leaky ReLU (see :class:`NumbaKernels`), except GELU and SiLU, whose
+  loops (:mod:`~xpnet.kernels.numba_activations`) have no fastmath flag and call NumPy's
+  ``exp``/``tanh``, so they keep the reference's bits forward and backward.
 * ``cache=True``: compiled code is written next to this file, or, where that directory is
   read-only (a system site-packages), numba itself falls back to its user-wide cache
   (``~/.cache/numba``); ``NUMBA_CACHE_DIR`` set by the user wins over both. xpnet sets
@@ -39,15 +41,21 @@ from typing import Any
 import numpy as np
 from numba import njit, prange
 
+from .numba_activations import GeluSiluKernels
+from .numba_base import (
+    _DTYPES,
+    _FASTMATH,
+    _FASTMATH_ALGEBRAIC,
+    _OPTS,
+    _in_place_ok,
+    _rows_ok,
+    _same_float,
+)
+from .numba_training import TrainingKernels
 from .numpy_fast import _FLUSH_EVERY, NumpyKernels
 from .portable import ACTIVATION_KERNELS
 
 __all__ = ["NumbaKernels"]
-
-_FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
-_FASTMATH_ALGEBRAIC = {"nsz", "arcp"}
-_OPTS: dict[str, Any] = {"error_model": "numpy", "cache": True}
-_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 _jit = njit(fastmath=_FASTMATH, **_OPTS)
 _jit_algebraic = njit(fastmath=_FASTMATH_ALGEBRAIC, **_OPTS)
@@ -239,28 +247,11 @@ def _rmsprop(p, g, sq, ga, buf, lr, alpha, c, eps, momentum, centered, use_momen
 # ----------------------------------------------------------------------------- the kernels
 
 
-def _same_float(*arrays: Any) -> bool:
-    """All NumPy arrays of one shape and one of the compiled dtypes."""
-    first = arrays[0]
-    return all(
-        isinstance(a, np.ndarray) and a.dtype == first.dtype and a.shape == first.shape
-        for a in arrays
-    ) and (first.dtype in _DTYPES)
-
-
-def _in_place_ok(*arrays: Any) -> bool:
-    """As :func:`_same_float`, and C-contiguous, so ``reshape(-1)`` is a view to write into."""
-    return _same_float(*arrays) and all(a.flags.c_contiguous for a in arrays)
-
-
-def _rows_ok(*arrays: Any) -> bool:
-    """2-D with at least one column (the row kernels read each row's first element)."""
-    return _same_float(*arrays) and arrays[0].ndim == 2 and arrays[0].shape[1] > 0
-
-
-class NumbaKernels(NumpyKernels):
+class NumbaKernels(GeluSiluKernels, TrainingKernels, NumpyKernels):
     """numba-compiled versions of the NumPy kernels (a subclass: anything not compiled here
-    runs the NumPy in-place version).
+    runs the NumPy in-place version). GELU and SiLU come from
+    :class:`~xpnet.kernels.numba_activations.GeluSiluKernels`, dropout and the clipping norm
+    from :class:`~xpnet.kernels.numba_training.TrainingKernels`.
 
     Parameters
     ----------

@@ -6,11 +6,13 @@ versions are tested against these.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
 import array_api_compat
 
+from ..random import keep_mask
 from .special import erfc
 
 __all__ = ["ACTIVATION_KERNELS", "INPUT_ACTIVATIONS", "PortableKernels"]
@@ -223,6 +225,43 @@ class PortableKernels:
         e = xp.exp(shifted)
         s = xp.sum(e, axis=1, keepdims=True)
         return shifted - xp.log(s), e / s
+
+    # ------------------------------------------------------------------ dropout, clipping
+    def dropout(
+        self, x: Any, p: float, seed: int, step: int, row_offset: int = 0
+    ) -> tuple[Any, Any]:
+        """Inverted dropout: ``(x * mask, mask)``, ``mask`` being ``1 / (1 - p)`` where the
+        counter-based hash of ``(seed, step, row_offset + row, column)`` keeps the unit
+        (:func:`xpnet.random.keep_mask`) and 0 elsewhere, in ``x``'s dtype, on its device.
+
+        A faster version must keep exactly these bits: the mask is the same on every backend.
+        """
+        xp = self._ns(x)
+        keep = keep_mask(x, p, seed, step, row_offset, xp=xp)
+        mask = xp.astype(keep, x.dtype) * (1.0 / (1.0 - p))
+        return x * mask, mask
+
+    def dropout_backward(self, grad: Any, mask: Any) -> Any:
+        """``grad * mask``, the mask :meth:`dropout` returned."""
+        return grad * mask
+
+    def clip_grad_norm(self, grads: Sequence[Any], max_norm: float, eps: float) -> None:
+        """Scale ``grads`` in place by ``min(1, max_norm / (norm + eps))``, ``norm`` the L2
+        norm of all of them together (:func:`xpnet.clipping.clip_grad_norm`).
+
+        The norm and the coefficient stay 0-d arrays on the device: nothing is read back.
+        """
+        if not grads:
+            return
+        xp = self._ns(*grads)
+        total = xp.sum(grads[0] * grads[0])
+        for g in grads[1:]:
+            total = total + xp.sum(g * g)
+        coef = max_norm / (xp.sqrt(total) + eps)
+        # Clamped to 1 on the device: a branch on its value would read it back.
+        coef = xp.where(coef < 1.0, coef, xp.ones_like(coef))
+        for g in grads:
+            g *= coef
 
     def adam_update(
         self,

@@ -6,8 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import namespace_of
-from ..random import keep_mask, key_words
+from ..random import key_words
 from ..validation import check_number
 from .base import Layer
 
@@ -85,13 +84,14 @@ class Dropout(Layer):
             self._mask = None
             return x
         seed, step, row_offset = self._next_key()
-        xp = namespace_of(x)
-        keep = keep_mask(x, self.p, seed, step, row_offset, xp=xp)
-        self._mask = xp.astype(keep, x.dtype) * (1.0 / (1.0 - self.p))
-        return x * self._mask
+        # The kernels' dropout (PortableKernels.dropout, xpnet.random.keep_mask's bits).
+        y, self._mask = self._backend_for(x).kernels.dropout(x, self.p, seed, step, row_offset)
+        return y
 
     def backward(self, grad: Any, need_input_grad: bool = True) -> Any:
-        return grad if self._mask is None else grad * self._mask
+        if self._mask is None:
+            return grad
+        return self._backend_for(grad).kernels.dropout_backward(grad, self._mask)
 
     def config(self) -> dict[str, Any]:
         return {"p": self.p}
