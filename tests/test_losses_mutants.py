@@ -41,13 +41,14 @@ def test_binary_cross_entropy_keeps_float32(backend):
 
 
 def test_binary_accuracy_thresholds_at_their_edges(backend):
-    # A logit of exactly 0 is probability 0.5: predicted 0; a target of exactly 0.5 counts
-    # as 0.
-    z = backend.asarray(np.array([[0.0, 1.0], [0.0, -1.0]]))
-    y = backend.asarray(np.array([[1.0, 1.0], [0.5, 0.5]]))
+    # A logit of exactly 0 is probability 0.5: predicted 0, right for a target of 0.
+    z, y = backend.asarray(np.zeros((3, 2))), backend.asarray(np.zeros((3, 2)))
     (hits,) = BinaryCrossEntropy().metric_sums(z, y)
-    # Row 0: (0 > 0) == (1 > .5) no, (1 > 0) == yes; row 1: (0 > 0)=(.5 > .5) yes, yes.
-    assert float(hits) == pytest.approx(3 / 2)
+    assert float(hits) == 3.0
+    # A target of exactly 0.5 counts as 0: right for a negative logit.
+    z, y = backend.asarray(-np.ones((3, 2))), backend.asarray(np.full((3, 2), 0.5))
+    (hits,) = BinaryCrossEntropy().metric_sums(z, y)
+    assert float(hits) == 3.0
 
 
 def test_binary_targets_of_another_shape_are_refused_by_name(backend):

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from xpnet.backend import to_numpy
-from xpnet.optimizers import SGD, Adam, AdamW, Optimizer, RMSProp, WeightDecay
-from xpnet.parameter import Parameter
+from xpnet.optimizers import SGD, Adam, AdamW, L2Penalty, Optimizer, RMSProp, WeightDecay
+from xpnet.parameter import Parameter, ParameterBuffer
 from xpnet.schedules import CosineDecay, LRSchedule, StepDecay
 
 
@@ -142,3 +142,54 @@ def test_cosine_decay_of_one_step():
     assert sched.factor(0) == 1.0
     assert sched.factor(1) == 0.2
     assert CosineDecay(0, 0.3).factor(0) == 0.3
+
+
+def _buffered(make, layout):
+    params = []
+    for i, (shape, name) in enumerate(layout):
+        values = np.arange(1.0, 1.0 + int(np.prod(shape))).reshape(shape) * (i + 1)
+        params.append(Parameter(make(values), name))
+    ParameterBuffer(params)
+    return params
+
+
+def _reference_decay_step(params, rate, lr):
+    # SGD with zero gradients and a weights-only decay: w -= lr * rate * w, biases kept.
+    return [to_numpy(p.data) * ((1.0 - lr * rate) if len(p.shape) >= 2 else 1.0) for p in params]
+
+
+def test_one_weight_decay_hook_serves_buffers_of_different_layouts(backend):
+    def asarray(values):
+        return backend.asarray(values)
+
+    wd = WeightDecay(0.5)
+    for layout in (
+        [((2, 2), "W"), ((2,), "b")],
+        [((3,), "b"), ((2, 3), "W"), ((3,), "b")],
+    ):
+        params = _buffered(asarray, layout)
+        want = _reference_decay_step(params, 0.5, 0.1)
+        SGD(lr=0.1, hooks=[wd]).step(params)
+        for p, w in zip(params, want, strict=True):
+            np.testing.assert_allclose(to_numpy(p.data), w, rtol=1e-15)
+
+
+def test_weight_decay_mask_keeps_the_buffers_dtype_and_device():
+    xps = pytest.importorskip("array_api_strict")
+    device = xps.Device("device1")
+
+    def asarray(values):
+        return xps.asarray(values, dtype=xps.float32, device=device)
+
+    params = _buffered(asarray, [((2, 2), "W"), ((2,), "b")])
+    want = _reference_decay_step(params, 0.5, 0.1)
+    SGD(lr=0.1, hooks=[WeightDecay(0.5)]).step(params)
+    for p, w in zip(params, want, strict=True):
+        assert p.data.dtype == xps.float32 and p.data.device == device
+        np.testing.assert_allclose(to_numpy(p.data), w, rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind", [WeightDecay, L2Penalty])
+def test_weight_decay_rate_error_names_the_hook(kind):
+    with pytest.raises(ValueError, match=f"^xpnet: {kind.__name__} rate must"):
+        kind(-1.0)
