@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xpnet.backend import to_numpy
+from xpnet.backend import resolve_backend, to_numpy
 from xpnet.optimizers import SGD, Adam, AdamW, L2Penalty, Optimizer, RMSProp, WeightDecay
 from xpnet.parameter import Parameter, ParameterBuffer
 from xpnet.schedules import CosineDecay, LRSchedule, StepDecay
@@ -193,3 +193,26 @@ def test_weight_decay_mask_keeps_the_buffers_dtype_and_device():
 def test_weight_decay_rate_error_names_the_hook(kind):
     with pytest.raises(ValueError, match=f"^xpnet: {kind.__name__} rate must"):
         kind(-1.0)
+
+
+def test_clip_norm_scales_the_step_on_both_paths(backend):
+    flat = _buffered(backend.asarray, [((1, 2), "W")])
+    alone = [_param(backend, [[0.0, 0.0]])]
+    for params in (flat, alone):
+        start = to_numpy(params[0].data).copy()
+        params[0].grad = params[0].grad if params is flat else backend.asarray(np.zeros((1, 2)))
+        params[0].grad[...] = backend.asarray(np.array([[3.0, 4.0]]))
+        SGD(lr=1.0, clip_norm=0.5).step(params)  # norm 5 clipped to 0.5
+        scale = 0.5 / (5.0 + 1e-6)  # torch's clip_grad_norm_ adds 1e-6 to the norm
+        want = start - scale * np.array([[3.0, 4.0]])
+        np.testing.assert_allclose(to_numpy(params[0].data), want, rtol=1e-12)
+
+
+def test_a_gradient_of_another_backend_is_a_type_error():
+    pytest.importorskip("array_api_strict")
+    strict = resolve_backend("array_api_strict")
+    p = Parameter(np.ones((2, 2)), "W")  # no buffer: the per-parameter path
+    p.grad = strict.asarray(np.ones((2, 2)))
+    with pytest.raises(TypeError, match="different backends"):
+        SGD(lr=0.1).step([p])
+    np.testing.assert_array_equal(p.data, np.ones((2, 2)))
