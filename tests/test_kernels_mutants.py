@@ -104,6 +104,10 @@ def test_default_slope_of_the_dispatchers_is_zero():
     relu = np.maximum(x + b, 0.0)
     for k in (PortableKernels(), NumpyKernels()):
         np.testing.assert_array_equal(k.activation(x + b, "leaky_relu"), relu)
+        g = _a((3, 4), seed=7)
+        np.testing.assert_array_equal(
+            k.activation_backward(g, relu, "leaky_relu"), np.where(relu > 0, g, 0.0)
+        )
         np.testing.assert_array_equal(k.bias_activation(x.copy(), b, "leaky_relu"), relu)
         np.testing.assert_array_equal(k.bias_activation(x.copy(), b, "relu"), relu)
 

@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 import xpnet
-from xpnet.losses import BinaryCrossEntropy, Loss, MeanSquaredError, SoftmaxCrossEntropy
+from xpnet.losses import (
+    BinaryCrossEntropy,
+    Loss,
+    MeanSquaredError,
+    SoftmaxCrossEntropy,
+    get_loss,
+)
 
 
 def _z(shape, seed=0):
@@ -129,3 +135,10 @@ def test_metadata_defaults():
 def test_label_smoothing_error_names_the_argument():
     with pytest.raises(ValueError, match=r"^xpnet: SoftmaxCrossEntropy label_smoothing must be"):
         SoftmaxCrossEntropy(label_smoothing=1.0)
+
+
+def test_get_loss_takes_a_loss_class():
+    loss = get_loss(BinaryCrossEntropy)
+    assert type(loss) is BinaryCrossEntropy
+    assert type(get_loss("mse")) is MeanSquaredError
+    assert type(get_loss(None)) is SoftmaxCrossEntropy
