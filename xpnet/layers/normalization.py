@@ -150,6 +150,7 @@ class BatchNorm(_Norm):
             n, mean, var = self._global_statistics(x, comm, xp)
         else:
             n = int(x.shape[0])
+            self._global_rows = 0  # this batch's sums are this process's alone
         if n < 2:
             raise ValueError(
                 f"xpnet: BatchNorm needs more than one row per training batch to estimate a "
@@ -174,13 +175,19 @@ class BatchNorm(_Norm):
         w, b = self._params()
         if self._xhat is None:
             raise self._not_trained("normalised input")
+        comm = self._comm
+        if comm is not None and comm.size > 1 and not self._global_rows:
+            # The input gradient would divide global sums by this process's rows.
+            raise RuntimeError(
+                f"xpnet: BatchNorm.backward over {comm.size} ranks needs a training forward "
+                "synchronised over them; call set_communicator before the forward"
+            )
         backend = self._backend_for(grad)
         k = backend.kernels
         w.grad = k.sum_rows(grad * self._xhat, out=w.grad)
         b.grad = k.sum_rows(grad, out=b.grad)
         if not need_input_grad:
             return None
-        comm = self._comm
         if comm is None or comm.size == 1:
             return k.batch_norm_backward(grad, self._xhat, self._inv_std, w.data, w.grad, b.grad)
         return self._global_input_grad(grad, comm, backend, w.data, w.grad, b.grad)

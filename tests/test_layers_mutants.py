@@ -1,0 +1,75 @@
+"""Layer details the other tests leave open: the reprs, Dropout's own random stream when it
+has used every step index, and a Dropout whose rate is raised after a forward at rate 0."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xpnet.backend import Backend, resolve_backend
+from xpnet.layers import BatchNorm, Dense, Dropout
+from xpnet.layers import dropout as dropout_module
+
+
+def test_reprs():
+    assert repr(BatchNorm(3)) == "BatchNorm(num_features=3, eps=1e-05, momentum=0.1)"
+    assert repr(Dense(2, 3, init="he_normal")) == "Dense(2, 3, init='he_normal')"
+    assert repr(Dense(2, 3, activation="relu")) == "Dense(2, 3, activation='relu')"
+
+
+def test_dropout_starts_a_new_stream_after_the_last_step_index():
+    layer = Dropout(0.5)
+    layer.rng = np.random.default_rng(0)
+    x = np.ones((4, 6))
+    layer.forward(x, training=True)
+    first_seed = layer._own_seed
+    # Skip to the end of the stream (2**32 forwards) rather than run them.
+    layer._own_step = dropout_module._STEP_LIMIT - 1
+    layer.forward(x, training=True)
+    assert layer._own_seed == first_seed
+    layer.forward(x, training=True)  # step 2**32 does not exist: a new seed, step 0
+    assert layer._own_seed != first_seed
+    assert layer._own_step == 1
+
+
+def test_a_key_dropped_at_rate_zero_is_not_used_later():
+    layer = Dropout(0.0)
+    layer.rng = np.random.default_rng(1)
+    x = np.ones((3, 4))
+    layer.set_random_key(5, 0)
+    assert layer.forward(x, training=True) is x  # rate 0: the key is dropped
+    layer.p = 0.5
+    y = layer.forward(x, training=True)  # from the layer's own stream
+    assert set(np.unique(y)) <= {0.0, 2.0}
+    with pytest.raises(RuntimeError, match="no random generator"):
+        Dropout(0.5).forward(x, training=True)
+
+
+@pytest.mark.parametrize("activation", [None, "relu", "leaky_relu", "gelu"])
+def test_dense_built_alone_on_a_second_device_keeps_device_dtype_and_names(activation):
+    # Built directly (no model, whose flat buffer would recast the parameters), in float32 on
+    # array_api_strict's second device.
+    xps = pytest.importorskip("array_api_strict")
+    device = xps.Device("device1")
+    layer = Dense(3, 2, activation=activation)
+    layer.build(Backend("array_api_strict", xps, device), xps.float32, np.random.default_rng(0))
+    assert [p.name for p in layer.parameters()] == ["W", "b"]
+    assert layer.W.shape == (3, 2) and layer.b.shape == (2,)
+    for p in layer.parameters():
+        assert p.data.dtype == xps.float32 and p.data.device == device
+    x = xps.asarray(np.linspace(-2.0, 2.0, 12).reshape(4, 3), dtype=xps.float32, device=device)
+    y = layer.forward(x, training=True)
+    assert y.dtype == xps.float32 and y.device == device and y.shape == (4, 2)
+    dx = layer.backward(xps.ones_like(y))
+    assert dx.dtype == xps.float32 and dx.device == device and dx.shape == (4, 3)
+    layer.forward(x)  # inference by default: nothing kept
+    with pytest.raises(RuntimeError, match="needs the input of a forward with training=True"):
+        layer.backward(xps.ones_like(y))
+
+
+def test_dense_leaky_relu_uses_the_default_slope():
+    layer = Dense(2, 2, activation="leaky_relu")
+    layer.build(resolve_backend("numpy"), np.float64, np.random.default_rng(0))
+    layer.W.data[...] = np.eye(2)
+    x = np.array([[-1.0, 2.0]])
+    np.testing.assert_allclose(layer.forward(x), [[-0.01, 2.0]])
