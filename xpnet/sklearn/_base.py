@@ -302,6 +302,10 @@ class _BaseMLP(DenseWeights, BaseEstimator):
         self.__dict__.pop("_given_coefs", None)
         self.__dict__.pop("_given_intercepts", None)
         self.model_ = model
+        self._start_records()
+
+    def _start_records(self) -> None:
+        """The fitted attributes a first fit starts from: no optimizer, empty records."""
         self._optimizer: Optimizer | None = None
         if self.solver in _STOCHASTIC:
             self.loss_curve_: list[float] = []
@@ -325,6 +329,10 @@ class _BaseMLP(DenseWeights, BaseEstimator):
         del self.__dict__["_given_coefs"], self.__dict__["_given_intercepts"]
         self.model_ = model
         self.n_layers_ = len(units)
+        # The first fit of this estimator: its counters and records start here.
+        self.n_iter_ = 0
+        self.t_ = 0
+        self._start_records()
 
     # ---- training
     def _fit(
