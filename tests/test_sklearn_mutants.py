@@ -325,9 +325,15 @@ def test_lbfgs_warns_exactly_when_it_did_not_converge():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         MLPRegressor(**dict(kw, max_iter=500)).fit(X, y)
-    for limit in (dict(max_iter=3), dict(max_fun=4)):
-        with pytest.warns(ConvergenceWarning, match=r"lbfgs failed to converge after \d+ iter"):
+    for limit, why in (
+        (dict(max_iter=3), "ITERATIONS REACHED LIMIT"),
+        (dict(max_fun=4), "EVALUATIONS EXCEEDS LIMIT"),
+    ):
+        with pytest.warns(
+            ConvergenceWarning, match=r"lbfgs failed to converge after \d+ iter"
+        ) as rec:
             est = MLPRegressor(**dict(kw, **limit)).fit(X, y)
+        assert why in str(rec[0].message)  # SciPy's own reason, passed on
         assert est.n_iter_ <= 4
 
 
@@ -485,9 +491,47 @@ def test_lbfgs_objective_mask_follows_the_buffer(backend):
     assert objective.mask.device == data.device
     assert objective.calls == 0
     assert objective.alpha == 0.1 and isinstance(objective.alpha, float)
-    value, _ = objective(np.asarray(objective.flat(), dtype=np.float64))
-    assert np.isfinite(value)
+    value, grad = objective(np.asarray(objective.flat(), dtype=np.float64))
+    assert np.isfinite(value) and isinstance(value, float)
+    assert grad.dtype == np.float64  # SciPy gets float64 from a float32 network too
     assert model.parameters()[0].data.dtype == data.dtype
+
+
+@pytest.mark.parametrize("rebind", [False, True])
+def test_lbfgs_objective_on_a_second_device(rebind):
+    """Every array the objective makes follows the buffer's device (strict refuses a mix)."""
+    xps = pytest.importorskip("array_api_strict")
+    import dataclasses
+
+    from xpnet.backend import resolve_backend
+
+    backend = dataclasses.replace(resolve_backend("array_api_strict"), device=xps.Device("device1"))
+    ref, _ = _objective("numpy", HalfSquaredError(True), 0.3, False)
+    objective, model = _objective(backend, HalfSquaredError(True), 0.3, rebind)
+    assert model.parameters()[0].data.device == xps.Device("device1")
+    theta = np.linspace(-1.0, 1.0, sum(p.size for p in model.parameters()))
+    value, grad = objective(theta)
+    ref_value, ref_grad = ref(theta)
+    assert value == pytest.approx(ref_value, rel=1e-12)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-12, atol=1e-14)
+
+
+def test_softmax_log_loss_follows_the_labels_device_and_dtype():
+    xps = pytest.importorskip("array_api_strict")
+    device = xps.Device("device1")
+    z = np.array([[1.0, 2.0, 3.0], [0.0, 1.0, 0.0]])
+    expected = np.mean(np.log(np.exp(z).sum(axis=1)) - z[[0, 1], [2, 0]])
+    logits = xps.asarray(z, device=device)
+    value = SoftmaxLogLoss().forward(logits, xps.asarray([2, 0], dtype=xps.uint64, device=device))
+    assert value.device == device
+    assert float(value) == pytest.approx(expected)
+    weighted = SoftmaxLogLoss(weighted=True)
+    target = xps.asarray([[2.0, 1.0], [0.0, 3.0]], device=device)
+    value = weighted.forward(logits, target)
+    per_row = np.log(np.exp(z).sum(axis=1)) - z[[0, 1], [2, 0]]
+    assert float(value) == pytest.approx(float(per_row @ [0.25, 0.75]))
+    assert weighted.target_dtype("float32") == "float32"
+    assert SoftmaxLogLoss().target_dtype("float32", 2) == "int64"
 
 
 # ---- coefs_ and intercepts_ given before any fit
