@@ -1016,7 +1016,8 @@ def test_lbfgs_overflow_inside_the_objective_is_silent():
     model = _model("numpy")
     rng = np.random.default_rng(0)
     weights = model.get_weights()
-    weights[4] = weights[4] * 0 + 400.0  # exp(400 * ...) overflows at the start
+    weights[4] = weights[4] * 0 + 1000.0  # exp(1000 * sum(h)) overflows at the start
+    weights[2] = weights[2] * 0 + 1.0  # (all h of one sign)
     model.set_weights(weights)
     Xd = model.backend.asarray(rng.normal(size=(5, 3)))
     yd = model.backend.asarray(np.ones((5, 2)))
@@ -1073,3 +1074,23 @@ def test_an_unchanged_loss_is_no_improvement_only_when_tol_says_so():
     (theirs, _, _), (ours, _, _) = _fit_both(MLPRegressor, kw, X, y)
     _assert_same_training(theirs, ours)
     assert ours.n_iter_ == 12
+
+
+def test_loss_grad_lbfgs_of_a_float32_network_works_in_float32():
+    X, y = _data(12)
+    kw = dict(hidden_layer_sizes=(3,), solver="lbfgs", max_iter=2, alpha=0.5, dtype="float32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = MLPRegressor(**kw).fit(X, y)
+    packed = np.concatenate([c.ravel() for c in est.coefs_] + [b for b in est.intercepts_])
+    packed = packed.astype(np.float64) + 0.01
+    args = _sklearn_grad_args(est, X)
+    value, grad = est._loss_grad_lbfgs(packed, X, y, None, *args)
+    # The same objective built by hand from float32 device arrays.
+    model = est.model_
+    Xd = model.backend.asarray(X, dtype="float32")
+    yd = model.backend.asarray(y.reshape(-1, 1), dtype="float32")
+    ref = LbfgsObjective(model, HalfSquaredError(), Xd, yd, 0.5)
+    ref_value, ref_grad = ref.sklearn_packed(packed, *_sklearn_grad_args(est, X)[2:])
+    assert value == ref_value
+    np.testing.assert_array_equal(grad, ref_grad)
