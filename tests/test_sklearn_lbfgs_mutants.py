@@ -340,3 +340,9 @@ def test_lbfgs_of_a_float32_network_is_scipys_float64_run():
     final = np.concatenate([w.ravel() for w in final_weights])
     np.testing.assert_array_equal(final, res.x.astype(np.float32))
     assert est.n_iter_ == res.nit
+
+
+def test_a_fresh_loss_has_no_gradient_and_is_unweighted():
+    loss = HalfSquaredError()
+    assert loss.backward() is None
+    assert loss.weighted is False

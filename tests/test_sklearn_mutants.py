@@ -767,3 +767,47 @@ def test_validation_of_a_float32_network_is_scored_in_float32():
         rs.uniform(-1, 1, shape)
     _, X_val, _, y_val = train_test_split(X, y.reshape(-1, 1), random_state=rs, test_size=0.3)
     assert est.validation_scores_[0] == est.score(X_val.astype(np.float32), y_val)
+
+
+@pytest.mark.parametrize(("solver", "kind"), [("adamw", "AdamW"), ("rmsprop", "RMSProp")])
+def test_xpnets_own_solvers_train_with_the_initial_rate(solver, kind):
+    X, y = _data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = MLPRegressor(**dict(_BASE, solver=solver, learning_rate_init=0.02, max_iter=2))
+        est.fit(X, y)
+    assert type(est._optimizer).__name__ == kind
+    assert est._optimizer.base_lr == 0.02
+
+
+def test_sigmoid_is_logistic_with_its_initial_draws():
+    X, y = _data()
+    kw = dict(_BASE, max_iter=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = MLPRegressor(activation="sigmoid", **kw).fit(X, y)
+        b = MLPRegressor(activation="logistic", **kw).fit(X, y)
+    for p, q in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_, strict=True):
+        np.testing.assert_array_equal(p, q)
+
+
+def test_auto_batches_hold_at_most_200_rows_and_a_full_batch_is_quiet():
+    X, y = _data(201)
+    kw = dict(_BASE, batch_size="auto", max_iter=2, solver="sgd", learning_rate_init=0.05)
+    (theirs, _, _), (ours, _, _) = _fit_both(MLPRegressor, kw, X, y)
+    _assert_same_training(theirs, ours)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        MLPRegressor(**dict(kw, batch_size=201)).fit(X, y)
+
+
+def test_a_scalar_sample_weight_weights_every_row_alike():
+    X, y = _data()
+    kw = dict(_BASE, max_iter=2, solver="sgd", learning_rate_init=0.05, alpha=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = MLPRegressor(**kw).fit(X, y, sample_weight=2.5)
+        b = MLPRegressor(**kw).fit(X, y, sample_weight=np.full(len(X), 2.5))
+    for p, q in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_, strict=True):
+        np.testing.assert_array_equal(p, q)
