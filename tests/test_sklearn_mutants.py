@@ -811,3 +811,15 @@ def test_a_scalar_sample_weight_weights_every_row_alike():
         b = MLPRegressor(**kw).fit(X, y, sample_weight=np.full(len(X), 2.5))
     for p, q in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_, strict=True):
         np.testing.assert_array_equal(p, q)
+
+
+def test_shuffling_follows_the_random_state():
+    X, y = _data()
+    kw = dict(_BASE, shuffle=True, max_iter=3, solver="sgd", learning_rate_init=0.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = MLPRegressor(**kw).fit(X, y)
+        b = MLPRegressor(**kw).fit(X, y)
+        c = MLPRegressor(**dict(kw, shuffle=False)).fit(X, y)
+    np.testing.assert_array_equal(a.coefs_[0], b.coefs_[0])
+    assert not np.array_equal(a.coefs_[0], c.coefs_[0])
