@@ -16,7 +16,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-from ..backend import BACKEND_NAMES, namespace_of
+from ..backend import BACKEND_NAMES
 from ..layers.activations import normalize_activation
 from ..model import Sequential, _check_fits_dtype
 from ..optimizers import AdamW, Optimizer, RMSProp
@@ -302,6 +302,10 @@ class _BaseMLP(DenseWeights, BaseEstimator):
         self.__dict__.pop("_given_coefs", None)
         self.__dict__.pop("_given_intercepts", None)
         self.model_ = model
+        self._start_records()
+
+    def _start_records(self) -> None:
+        """The fitted attributes a first fit starts from: no optimizer, empty records."""
         self._optimizer: Optimizer | None = None
         if self.solver in _STOCHASTIC:
             self.loss_curve_: list[float] = []
@@ -325,6 +329,10 @@ class _BaseMLP(DenseWeights, BaseEstimator):
         del self.__dict__["_given_coefs"], self.__dict__["_given_intercepts"]
         self.model_ = model
         self.n_layers_ = len(units)
+        # The first fit of this estimator: its counters and records start here.
+        self.n_iter_ = 0
+        self.t_ = 0
+        self._start_records()
 
     # ---- training
     def _fit(
@@ -397,10 +405,8 @@ class _BaseMLP(DenseWeights, BaseEstimator):
         if self.norm == "batch":
             check_batch_norm_batches(n, batch_size)
         loss = self._make_loss(sw is not None)
-        n_batches = -(-n // batch_size)
-        factor = n_batches / (float(sw.sum()) if sw is not None else n)
-        rules = SklearnStopping(self, n, factor, validation, incremental)
         hook = SampleL2(float(self.alpha), loss) if self.alpha > 0 else None
+        rules = SklearnStopping(self, n, hook, validation, incremental)
         if hook is not None:
             opt.add_hook(hook)
         self.n_iter_ = 0  # scikit-learn counts the epochs of this call
@@ -513,15 +519,6 @@ class _BaseMLP(DenseWeights, BaseEstimator):
         yd = model.backend.asarray(targets, dtype=loss.target_dtype(model.dtype, targets.ndim))
         objective = LbfgsObjective(model, loss, Xd, yd, float(self.alpha))
         return objective.sklearn_packed(packed_coef_inter, coef_grads, intercept_grads)
-
-    def _penalty(self, factor: float) -> float:
-        """scikit-learn's epoch loss includes ``alpha ||W||^2 / (2 sum(w))`` per batch."""
-        if self.alpha == 0:
-            return 0.0
-        weights = [p.data for p in self.model_.parameters() if p.name == "W"]
-        xp = namespace_of(*weights)
-        total = sum((xp.sum(w * w) for w in weights), xp.zeros((), dtype=weights[0].dtype))
-        return 0.5 * float(self.alpha) * float(total) * factor
 
     def _update_loss_progress(self, value: float) -> None:
         if self.best_loss_ is None:

@@ -33,12 +33,15 @@ class _SklearnLoss(Loss):
         #: ``1 / sum(w)`` of the last batch (``1 / n`` unweighted): the factor of
         #: scikit-learn's L2 gradient ``alpha * W / sum(w)``.
         self.inverse_weight_sum: Any = 1.0
+        #: Rows of the last batch (scikit-learn weights each batch's L2 term by them).
+        self.batch_rows = 0
         self._delta: Any = None
 
     def _split(self, output: Any, target: Any) -> tuple[Any, Any, Any]:
         """``(xp, targets, per-row scale)``: the scale is ``w / sum(w)`` or ``1 / n``."""
         xp = namespace_of(output, target)
         n = int(output.shape[0])
+        self.batch_rows = n
         if not self.weighted:
             self.inverse_weight_sum = 1.0 / n
             return xp, target, 1.0 / n

@@ -161,27 +161,48 @@ def optimizer_class(name: str) -> type[Optimizer]:
 class SampleL2(L2Penalty):
     """scikit-learn's L2 term with sample weights: ``alpha * W / sum(w)`` on each weight
     gradient, ``sum(w)`` being the batch's (``n_batch`` without weights), which the loss
-    left on the device; so the hook reads nothing back."""
+    left on the device; so the hook reads nothing back.
+
+    It also adds up, on the device, each batch's penalty ``||W||^2 rows / sum(w)`` at the
+    weights the batch's gradient was taken at: scikit-learn's epoch loss carries the L2 term
+    of each batch before its update, weighted by the batch's rows (:meth:`epoch_penalty`).
+    """
 
     def __init__(self, rate: float, loss: Any) -> None:
         super().__init__(rate)
         self.loss = loss
+        self._epoch_sum: Any = 0.0
 
     def __call__(
         self, optimizer: Optimizer, params: Sequence[Parameter], buffer: ParameterBuffer | None
     ) -> None:
         if self.rate == 0.0:
             return
-        coef = self.rate * self.loss.inverse_weight_sum
+        inv = self.loss.inverse_weight_sum
+        coef = self.rate * inv
+        squares: Any = 0.0
         if buffer is None:
             for p in params:
                 if p.grad is not None and len(p.shape) >= 2:
+                    squares = squares + namespace_of(p.data).sum(p.data * p.data)
                     p.grad += coef * p.data
-            return
-        add = get_kernels(namespace_of(buffer.data)).scaled_add
-        for p in buffer.params:
-            if len(p.shape) >= 2:
-                add(p.grad, p.data, coef)
+        else:
+            xp = namespace_of(buffer.data)
+            add = get_kernels(xp).scaled_add
+            # The weights' segments of the flat buffer, each a view: one pass adds the
+            # penalty's gradient, one dot product (no temporary) gives its squares.
+            for p in buffer.params:
+                if len(p.shape) >= 2:
+                    flat = xp.reshape(p.data, (-1,))
+                    squares = squares + xp.vecdot(flat, flat)
+                    add(p.grad, p.data, coef)
+        self._epoch_sum = self._epoch_sum + squares * (inv * self.loss.batch_rows)
+
+    def epoch_penalty(self, n: int) -> float:
+        """The L2 part of scikit-learn's epoch loss over ``n`` training rows, read back once;
+        starts the next epoch's sum."""
+        total, self._epoch_sum = self._epoch_sum, 0.0
+        return 0.5 * self.rate * float(total) / n
 
 
 class KeepGoing(TerminateOnNaN):
@@ -214,14 +235,14 @@ class SklearnStopping(EarlyStopping):
         self,
         estimator: Any,
         n: int,
-        penalty_factor: float,
+        penalty: SampleL2 | None,
         validation: tuple[Any, Any, Any] | None,
         incremental: bool,
     ) -> None:
         super().__init__(monitor="loss", restore_best_weights=validation is not None)
         self.estimator = estimator
         self.n = n
-        self.penalty_factor = penalty_factor
+        self.penalty = penalty
         self.validation = validation
         self.incremental = incremental
         self.converged = False
@@ -237,7 +258,9 @@ class SklearnStopping(EarlyStopping):
         est = self.estimator
         est.n_iter_ += 1
         est.t_ += self.n
-        value = float((logs or {})["loss"]) + est._penalty(self.penalty_factor)
+        value = float((logs or {})["loss"])
+        if self.penalty is not None:
+            value += self.penalty.epoch_penalty(self.n)
         est.loss_ = value
         est.loss_curve_.append(value)
         if est.verbose:
