@@ -823,3 +823,27 @@ def test_shuffling_follows_the_random_state():
         c = MLPRegressor(**dict(kw, shuffle=False)).fit(X, y)
     np.testing.assert_array_equal(a.coefs_[0], b.coefs_[0])
     assert not np.array_equal(a.coefs_[0], c.coefs_[0])
+
+
+def test_the_shuffle_seed_comes_from_the_random_state():
+    # The same starting weights, two random states: only the shuffles differ.
+    X, y = _data()
+    start = MLPRegressor(**dict(_BASE, max_iter=1, solver="sgd"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        start.fit(X, y)
+        fits = []
+        for seed in (0, 1):
+            est = MLPRegressor(**dict(_BASE, shuffle=True, solver="sgd", random_state=seed))
+            est.set_params(warm_start=True, max_iter=2, learning_rate_init=0.05)
+            est.coefs_ = start.coefs_
+            est.intercepts_ = start.intercepts_
+            fits.append(est.fit(X, y).coefs_[0])
+    assert not np.array_equal(fits[0], fits[1])
+
+
+def test_an_optimizer_without_schedules_stops_at_the_first_trigger():
+    X, y = _data()
+    kw = dict(_BASE, solver="adamw", learning_rate_init=0.01, n_iter_no_change=1, tol=100.0)
+    est = MLPRegressor(**kw).fit(X, y)
+    assert est.n_iter_ == 3  # the first epoch improves on inf, two more do not
