@@ -21,7 +21,9 @@ Differences from scikit-learn's MLP
 * With several regression outputs, ``squared_error``'s reported loss is the sum over the
   outputs of half the mean square (scikit-learn reports the mean over the outputs but
   follows the sum's gradient), so L-BFGS's loss and gradient agree.
-* ``loss_curve_``'s L2 term uses the weights at the end of each epoch.
+* ``early_stopping``'s validation split is stratified by class for multi-class targets too
+  (scikit-learn stratifies only a binary problem, since it asks for one output unit), so the
+  held-out rows differ from scikit-learn's there.
 * SciPy sparse ``X`` is densified once per ``fit``/``predict`` call (see docs/sklearn.md for
   the measurement); memory is that of the dense matrix.
 * Extra choices: ``solver`` ``"adamw"`` and ``"rmsprop"`` (xpnet's optimizers), the
