@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import copy
 import io
+import json
+import struct
+import sys
 import warnings
 import zipfile
 from pathlib import Path
@@ -187,6 +190,10 @@ def test_an_unknown_field_of_a_layer_entry_is_named(meta):
         ),
         (
             lambda m: m["training"]["history"].update(loss=[1.0]),
+            "metadata field training.history.loss must list 2 values",
+        ),
+        (
+            lambda m: m["training"]["history"].update(loss="ab"),
             "metadata field training.history.loss must list 2 values",
         ),
         (
@@ -475,3 +482,178 @@ def test_optimizer_state_of_another_optimizer_is_refused(tmp_path):
     with pytest.raises(xpnet.CheckpointError) as info:
         _model().fit(X, y, epochs=2, batch_size=4, checkpoint=tmp_path, resume=True, verbose=0)
     assert str(info.value).endswith("optimizer state ['optimizer.0.bogus'] is not state of Adam")
+
+
+def test_without_safetensors_the_default_format_is_npz(monkeypatch):
+    # A None entry in sys.modules makes the import fail, as when the package is missing.
+    monkeypatch.setitem(sys.modules, "safetensors", None)
+    monkeypatch.setitem(sys.modules, "safetensors.numpy", None)
+    assert codec.default_format() == "npz"
+
+
+# ----------------------------------------------------------------------------- safetensors
+def _st(header: dict, payload: bytes = b"", length: int | None = None) -> bytes:
+    raw = json.dumps(header).encode()
+    n = len(raw) if length is None else length
+    return struct.pack("<Q", n) + raw + payload
+
+
+_XP = {"format": "xpnet", "xpnet": "{}"}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "the file is empty"),
+        (b"12345678", "truncated: only 8 bytes, too short for any checkpoint"),
+        (b"\x93NUMPY\x01\x00xx", "a single .npy array, not a checkpoint"),
+        (b"\x80\x04\x95xxxxxxxxx", "it looks like a Python pickle, which xpnet never loads"),
+        (b"(lp0\nI1\na.", "it looks like a Python pickle, which xpnet never loads"),
+        (b"hello, world\n", "unrecognised format (expected safetensors or .npz)"),
+        (
+            struct.pack("<Q", codec.MAX_HEADER_BYTES + 1) + b"{}",
+            f"header length {codec.MAX_HEADER_BYTES + 1} exceeds the "
+            f"{codec.MAX_HEADER_BYTES}-byte limit",
+        ),
+        (
+            struct.pack("<Q", 2**63 + 2) + b"{}",
+            f"header length {2**63 + 2} exceeds the {codec.MAX_HEADER_BYTES}-byte limit",
+        ),
+        (
+            struct.pack("<Q", 100) + b"{}",
+            "truncated: the header needs 108 bytes, the file has 10",
+        ),
+        (_st({}), "a safetensors file without xpnet metadata (not written by xpnet)"),
+        (
+            _st({"__metadata__": {"format": "pt"}}),
+            "a safetensors file without xpnet metadata (not written by xpnet)",
+        ),
+        (
+            _st({"__metadata__": {"format": "xpnet"}}),
+            "the safetensors __metadata__ is not xpnet's",
+        ),
+        (
+            _st({"__metadata__": {**_XP, "other": "x"}}),
+            "the safetensors __metadata__ is not xpnet's",
+        ),
+        (
+            _st({"__metadata__": _XP, "t": {"dtype": "F32", "shape": [1]}}),
+            "tensor 't': entry must have dtype, shape and data_offsets",
+        ),
+        (
+            _st({"__metadata__": _XP, "t": [1]}),
+            "tensor 't': entry must have dtype, shape and data_offsets",
+        ),
+        (
+            _st({"__metadata__": _XP, "t": {"dtype": "F16", "shape": [1], "data_offsets": [0, 2]}}),
+            "tensor 't': dtype 'F16' is not F32 or F64",
+        ),
+        (
+            _st({"__metadata__": _XP, "t": {"dtype": 1, "shape": [1], "data_offsets": [0, 4]}}),
+            "tensor 't': dtype 1 is not F32 or F64",
+        ),
+        (
+            _st(
+                {"__metadata__": _XP, "t": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}
+            ),
+            "tensor 't': shape/data_offsets must be non-negative ints",
+        ),
+        (
+            _st({"__metadata__": _XP, "t": {"dtype": "F32", "shape": [1], "data_offsets": [0]}}),
+            "tensor 't': shape/data_offsets must be non-negative ints",
+        ),
+        (
+            _st({"__metadata__": _XP, "t": {"dtype": "F32", "shape": [1], "data_offsets": [0, 8]}}),
+            "tensor 't': data_offsets [0, 8] do not match its shape (1,) and the tensors before it",
+        ),
+        (
+            _st(
+                {"__metadata__": _XP, "t": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}},
+                b"\x00" * 8,
+            ),
+            "tensor 't': data_offsets [4, 8] do not match its shape (1,) and the tensors before it",
+        ),
+        (
+            _st(
+                {"__metadata__": _XP, "t": {"dtype": "F64", "shape": [2], "data_offsets": [0, 16]}},
+                b"\x00" * 15,
+            ),
+            "truncated: tensor 't' ends past the end of the file",
+        ),
+        (
+            _st(
+                {"__metadata__": _XP, "t": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}},
+                b"\x00" * 7,
+            ),
+            "3 bytes after the last tensor",
+        ),
+        (
+            _st({"__metadata__": {"format": "xpnet", "xpnet": "{"}}),
+            None,
+        ),
+        (struct.pack("<Q", 2) + b"{x", "header"),
+        (struct.pack("<Q", 1) + b"{", "header"),  # 9 bytes: long enough to be parsed
+        (
+            _st({"__metadata__": _XP, "t": {"dtype": [1], "shape": [1], "data_offsets": [0, 4]}}),
+            "tensor 't': dtype [1] is not F32 or F64",
+        ),
+        (
+            _st(
+                {
+                    "__metadata__": _XP,
+                    "t": {"dtype": "F32", "shape": [1] * 9, "data_offsets": [0, 4]},
+                }
+            ),
+            "tensor 't': shape/data_offsets must be non-negative ints",
+        ),
+        (
+            _st(
+                {
+                    "__metadata__": _XP,
+                    "t": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4, 4]},
+                }
+            ),
+            "tensor 't': shape/data_offsets must be non-negative ints",
+        ),
+        # A lone surrogate in the metadata text: bad JSON text, not a crash of the encoder.
+        (_st({"__metadata__": {"format": "xpnet", "xpnet": '{"a": "\ud800"}'}}), "metadata"),
+        (b"PK\x03\x04" + b"\x00" * 20, "npz"),
+    ],
+)
+def test_each_malformed_safetensors_file_has_its_message(data, message):
+    if message is None:
+        assert _decode_error(data).startswith("the xpnet metadata is not valid JSON (")
+        return
+    if message == "metadata":
+        assert _decode_error(data).startswith("the xpnet metadata is not valid JSON (")
+        return
+    if message == "npz":
+        assert _decode_error(data).startswith("corrupt npz data (")
+        return
+    if message == "header":
+        assert _decode_error(data).startswith("the safetensors header is not valid JSON (")
+        return
+    assert _decode_error(data) == message
+
+
+def test_safetensors_tensors_in_any_header_order_are_read_by_offset():
+    a, b = np.arange(3, dtype="<f4"), np.arange(2, dtype="<f8") + 0.5
+    header = {
+        "b": {"dtype": "F64", "shape": [2], "data_offsets": [12, 28]},
+        "__metadata__": _XP,
+        "a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 12]},
+    }
+    meta, arrays = codec.decode(_st(header, a.tobytes() + b.tobytes()))
+    assert meta == {}
+    np.testing.assert_array_equal(arrays["a"], a)
+    np.testing.assert_array_equal(arrays["b"], b)
+    assert arrays["a"].dtype == np.float32 and arrays["b"].dtype == np.float64
+    assert arrays["a"].flags.writeable  # a copy, not a view of the file's bytes
+    empty = {"__metadata__": _XP, "e": {"dtype": "F32", "shape": [0, 2], "data_offsets": [0, 0]}}
+    assert codec.decode(_st(empty))[1]["e"].shape == (0, 2)
+
+
+def test_a_header_of_exactly_the_size_limit_is_read():
+    raw = json.dumps({"__metadata__": _XP}).encode()
+    raw += b" " * (codec.MAX_HEADER_BYTES - len(raw))
+    assert codec.decode(struct.pack("<Q", len(raw)) + raw) == ({}, {})
