@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from xpnet.backend import Backend, resolve_backend
-from xpnet.layers import BatchNorm, Dense, Dropout
+from xpnet.kernels import PortableKernels
+from xpnet.layers import BatchNorm, Dense, Dropout, Layer, LeakyReLU, layer_config
 from xpnet.layers import dropout as dropout_module
 
 
@@ -73,3 +74,23 @@ def test_dense_leaky_relu_uses_the_default_slope():
     layer.W.data[...] = np.eye(2)
     x = np.array([[-1.0, 2.0]])
     np.testing.assert_allclose(layer.forward(x), [[-0.01, 2.0]])
+
+
+def test_layer_config_errors_say_which_layer():
+    class Unregistered(Layer):
+        kind = "Unregistered"
+
+    with pytest.raises(ValueError, match=r"^xpnet: layer \(Unregistered\) is not a registered"):
+        layer_config(Unregistered())
+    with pytest.raises(ValueError, match=r"^xpnet: layer 2 \(Unregistered\) is not a registered"):
+        layer_config(Unregistered(), 2)
+    # NaN is no JSON: refused, not written as a bare NaN token.
+    leaky = LeakyReLU(0.1)
+    leaky.alpha = float("nan")
+    with pytest.raises(ValueError, match=r"^xpnet: layer config is not JSON-serialisable"):
+        layer_config(leaky)
+
+
+def test_unknown_kernel_activation_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="the kernels implement: relu, leaky_relu, sigmoid, "):
+        PortableKernels().activation(np.zeros(2), "bogus")
