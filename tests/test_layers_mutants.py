@@ -113,3 +113,9 @@ def test_dense_size_errors_name_the_argument():
         Dense(0, 2)
     with pytest.raises(ValueError, match=r"^xpnet: Dense out_features must"):
         Dense(2, 0)
+
+
+def test_dropout_default_rate_and_its_error():
+    assert Dropout().p == 0.5
+    with pytest.raises(ValueError, match=r"^xpnet: Dropout p must"):
+        Dropout(1.0)
