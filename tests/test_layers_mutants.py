@@ -1,4 +1,5 @@
-"""Layer details the other tests leave open: the reprs, Dropout's own random stream when it
+"""Layer details the other tests leave open: reprs, config and argument messages, activation
+names, a Dense built alone, Dropout's own random stream when it
 has used every step index, and a Dropout whose rate is raised after a forward at rate 0."""
 
 from __future__ import annotations
@@ -7,8 +8,10 @@ import numpy as np
 import pytest
 
 from xpnet.backend import Backend, resolve_backend
-from xpnet.layers import BatchNorm, Dense, Dropout
+from xpnet.kernels import PortableKernels
+from xpnet.layers import BatchNorm, Dense, Dropout, Layer, LeakyReLU, layer_config
 from xpnet.layers import dropout as dropout_module
+from xpnet.layers.activations import normalize_activation
 
 
 def test_reprs():
@@ -73,3 +76,46 @@ def test_dense_leaky_relu_uses_the_default_slope():
     layer.W.data[...] = np.eye(2)
     x = np.array([[-1.0, 2.0]])
     np.testing.assert_allclose(layer.forward(x), [[-0.01, 2.0]])
+
+
+def test_layer_config_errors_say_which_layer():
+    class Unregistered(Layer):
+        kind = "Unregistered"
+
+    with pytest.raises(ValueError, match=r"^xpnet: layer \(Unregistered\) is not a registered"):
+        layer_config(Unregistered())
+    with pytest.raises(ValueError, match=r"^xpnet: layer 2 \(Unregistered\) is not a registered"):
+        layer_config(Unregistered(), 2)
+    # NaN is no JSON: refused, not written as a bare NaN token.
+    leaky = LeakyReLU(0.1)
+    leaky.alpha = float("nan")
+    with pytest.raises(ValueError, match=r"^xpnet: layer config is not JSON-serialisable"):
+        layer_config(leaky)
+
+
+def test_unknown_kernel_activation_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="the kernels implement: relu, leaky_relu, sigmoid, "):
+        PortableKernels().activation(np.zeros(2), "bogus")
+
+
+def test_activation_names():
+    for linear in ("linear", "identity", "none", "", " Identity ", "NONE"):
+        assert normalize_activation(linear) is None
+    assert normalize_activation("LeakyReLU") == "leaky_relu"
+    assert normalize_activation("gelu-tanh") == "gelu_tanh"
+    valid = "gelu, gelu_tanh, leaky_relu, relu, sigmoid, silu, softmax, tanh, linear"
+    with pytest.raises(ValueError, match=f"valid activations are: {valid}$"):
+        normalize_activation("bogus")
+
+
+def test_dense_size_errors_name_the_argument():
+    with pytest.raises(ValueError, match=r"^xpnet: Dense in_features must"):
+        Dense(0, 2)
+    with pytest.raises(ValueError, match=r"^xpnet: Dense out_features must"):
+        Dense(2, 0)
+
+
+def test_dropout_default_rate_and_its_error():
+    assert Dropout().p == 0.5
+    with pytest.raises(ValueError, match=r"^xpnet: Dropout p must"):
+        Dropout(1.0)
