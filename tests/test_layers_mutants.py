@@ -119,3 +119,8 @@ def test_dropout_default_rate_and_its_error():
     assert Dropout().p == 0.5
     with pytest.raises(ValueError, match=r"^xpnet: Dropout p must"):
         Dropout(1.0)
+
+
+def test_dropout_backward_before_any_forward_passes_the_gradient_through():
+    g = np.ones((2, 3))
+    assert Dropout(0.5).backward(g) is g
