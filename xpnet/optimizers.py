@@ -527,20 +527,20 @@ class WeightDecay(GradientHook):
         coef = self.coefficient(optimizer)
         if coef == 0.0:
             return
-        if buffer is None:
-            for p in params:
-                if p.grad is not None and (_is_weight(p) or not self.weights_only):
-                    p.grad += coef * p.data
+        if buffer is not None and not self.weights_only:
+            get_kernels(namespace_of(buffer.data)).scaled_add(buffer.grad, buffer.data, coef)
             return
-        add = get_kernels(namespace_of(buffer.data)).scaled_add
-        if not self.weights_only:
-            add(buffer.grad, buffer.data, coef)
-            return
-        # The parameters' arrays are views of the flat buffer: one pass over the weights'
+        # With a flat buffer the parameters' arrays are views of it: one pass over the decayed
         # segments reads half the memory a 0/1 mask over the whole buffer would.
-        for p in buffer.params:
-            if _is_weight(p):
-                add(p.grad, p.data, coef)
+        for p in self._decayed(params):
+            get_kernels(namespace_of(p.data)).scaled_add(p.grad, p.data, coef)
+
+    def _decayed(self, params: Sequence[Parameter]) -> list[Parameter]:
+        """The parameters whose gradient this hook adds to (those with a gradient; only the
+        weight matrices when ``weights_only``)."""
+        return [
+            p for p in params if p.grad is not None and (_is_weight(p) or not self.weights_only)
+        ]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.rate!r}, weights_only={self.weights_only!r})"

@@ -181,21 +181,13 @@ class SampleL2(L2Penalty):
         inv = self.loss.inverse_weight_sum
         coef = self.rate * inv
         squares: Any = 0.0
-        if buffer is None:
-            for p in params:
-                if p.grad is not None and len(p.shape) >= 2:
-                    squares = squares + namespace_of(p.data).sum(p.data * p.data)
-                    p.grad += coef * p.data
-        else:
-            xp = namespace_of(buffer.data)
-            add = get_kernels(xp).scaled_add
-            # The weights' segments of the flat buffer, each a view: one pass adds the
-            # penalty's gradient, one dot product (no temporary) gives its squares.
-            for p in buffer.params:
-                if len(p.shape) >= 2:
-                    flat = xp.reshape(p.data, (-1,))
-                    squares = squares + xp.vecdot(flat, flat)
-                    add(p.grad, p.data, coef)
+        # The weights, views of the flat buffer when there is one: one pass adds the
+        # penalty's gradient, one dot product (no temporary) gives its squares.
+        for p in self._decayed(params):
+            xp = namespace_of(p.data)
+            flat = xp.reshape(p.data, (-1,))
+            squares = squares + xp.vecdot(flat, flat)
+            get_kernels(xp).scaled_add(p.grad, p.data, coef)
         self._epoch_sum = self._epoch_sum + squares * (inv * self.loss.batch_rows)
 
     def epoch_penalty(self, n: int) -> float:
