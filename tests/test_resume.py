@@ -258,8 +258,12 @@ def test_resume_refuses_a_plain_model_file_and_a_damaged_state(tmp_path, data):
 # ----------------------------------------------------------------------------- real signals
 _WORKER = textwrap.dedent(
     """
-    import json, sys, time
+    import json, signal, sys, time
     import numpy as np, xpnet
+
+    # A job started in the background by a non-interactive shell inherits SIGINT ignored (as
+    # under `nohup cmd &`); the SIGINT test needs it delivered as Python's KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from xpnet.layers import Dense, Dropout, ReLU
     from xpnet.losses import SoftmaxCrossEntropy
 
