@@ -18,6 +18,23 @@ _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _jit_exact = njit(**_OPTS)
 # Inlined into its callers at numba's IR level, so compiled under the caller's flags.
 _inline_exact = njit(inline="always", **_OPTS)
+# The optimizer loops' flags (why: :mod:`xpnet.kernels.numba_cpu`), compiled and inlined.
+_jit_algebraic = njit(fastmath=_FASTMATH_ALGEBRAIC, **_OPTS)
+_inline_algebraic = njit(inline="always", fastmath=_FASTMATH_ALGEBRAIC, **_OPTS)
+
+
+@_inline_algebraic
+def _adam_one(p, g, m, v, b1, c1, b2, c2, step_size, root_bc2, eps, tiny, flush):  # type: ignore[no-untyped-def]
+    m = m * b1 + c1 * g
+    v = v * b2 + c2 * (g * g)
+    p = p - step_size * (m / (np.sqrt(v) / root_bc2 + eps))
+    if flush:
+        # As NumpyKernels: subnormal moments (dead units) flushed every few steps.
+        if np.abs(m) < tiny:
+            m = m - m
+        if np.abs(v) < tiny:
+            v = v - v
+    return p, m, v
 
 
 def _same_float(*arrays: Any) -> bool:

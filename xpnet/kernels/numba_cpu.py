@@ -35,6 +35,7 @@ so float32 arrays are updated in float32 arithmetic.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
@@ -47,18 +48,20 @@ from .numba_base import (
     _FASTMATH,
     _FASTMATH_ALGEBRAIC,
     _OPTS,
+    _adam_one,
     _in_place_ok,
+    _jit_algebraic,
     _rows_ok,
     _same_float,
 )
+from .numba_penalty import _l2_adam, _l2_velocity_sgd, segments_array
 from .numba_training import TrainingKernels
 from .numpy_fast import _FLUSH_EVERY, NumpyKernels
-from .portable import ACTIVATION_KERNELS
+from .portable import ACTIVATION_KERNELS, _checked_segments
 
 __all__ = ["NumbaKernels"]
 
 _jit = njit(fastmath=_FASTMATH, **_OPTS)
-_jit_algebraic = njit(fastmath=_FASTMATH_ALGEBRAIC, **_OPTS)
 _jit_algebraic_parallel = njit(parallel=True, fastmath=_FASTMATH_ALGEBRAIC, **_OPTS)
 # Inlined into its callers at numba's IR level, so compiled under the caller's flags.
 _inline = njit(inline="always", fastmath=_FASTMATH_ALGEBRAIC, **_OPTS)
@@ -165,20 +168,6 @@ def _log_softmax_rows(x, logp, p, zero):  # type: ignore[no-untyped-def]
             pr[c] = pr[c] / s
 
 
-@_inline
-def _adam_one(p, g, m, v, b1, c1, b2, c2, step_size, root_bc2, eps, tiny, flush):  # type: ignore[no-untyped-def]
-    m = m * b1 + c1 * g
-    v = v * b2 + c2 * (g * g)
-    p = p - step_size * (m / (np.sqrt(v) / root_bc2 + eps))
-    if flush:
-        # As NumpyKernels: subnormal moments (dead units) flushed every few steps.
-        if np.abs(m) < tiny:
-            m = m - m
-        if np.abs(v) < tiny:
-            v = v - v
-    return p, m, v
-
-
 @_jit_algebraic
 def _adam_serial(p, g, m, v, b1, c1, b2, c2, step_size, root_bc2, eps, tiny, flush):  # type: ignore[no-untyped-def]
     for i in range(p.size):
@@ -274,6 +263,7 @@ class NumbaKernels(GeluSiluKernels, TrainingKernels, NumpyKernels):
     """
 
     name = "numba"
+    fused_l2 = True
 
     def __init__(self, xp: ModuleType | None = None, parallel: bool = False) -> None:
         super().__init__(xp)
@@ -470,6 +460,60 @@ class NumbaKernels(GeluSiluKernels, TrainingKernels, NumpyKernels):
             p.reshape(-1), g.reshape(-1), velocity.reshape(-1), t(lr), t(momentum), bool(nesterov)
         )
         return None
+
+    def l2_velocity_sgd_update(
+        self,
+        p: Any,
+        g: Any,
+        velocity: Any,
+        segments: Sequence[tuple[int, int]],
+        *,
+        coef: Any,
+        lr: float,
+        momentum: float,
+        nesterov: bool,
+    ) -> Any:
+        if not (_in_place_ok(p, velocity) and _same_float(p, g) and p.ndim == 1):
+            return super().l2_velocity_sgd_update(
+                p, g, velocity, segments, coef=coef, lr=lr, momentum=momentum, nesterov=nesterov
+            )
+        t = p.dtype.type
+        segs = segments_array(_checked_segments(segments, p.shape[0]))
+        total = _l2_velocity_sgd(
+            p, g, velocity, segs, t(coef), t(lr), t(momentum), bool(nesterov)
+        )  # fmt: skip
+        return t(total)
+
+    def l2_adam_update(
+        self,
+        p: Any,
+        g: Any,
+        m: Any,
+        v: Any,
+        segments: Sequence[tuple[int, int]],
+        *,
+        coef: Any,
+        beta1: float,
+        beta2: float,
+        step_size: float,
+        root_bc2: float,
+        eps: float,
+        step: int,
+    ) -> Any:
+        if not (_in_place_ok(p, m, v) and _same_float(p, g) and p.ndim == 1):
+            return super().l2_adam_update(
+                p, g, m, v, segments, coef=coef, beta1=beta1, beta2=beta2,
+                step_size=step_size, root_bc2=root_bc2, eps=eps, step=step,
+            )  # fmt: skip
+        t = p.dtype.type
+        segs = segments_array(_checked_segments(segments, p.shape[0]))
+        total = _l2_adam(
+            p, g, m, v, segs, t(coef),
+            t(beta1), t(1.0 - beta1), t(beta2), t(1.0 - beta2),
+            t(step_size), t(root_bc2), t(eps),
+            t(np.finfo(p.dtype).tiny), step % _FLUSH_EVERY == 0,
+        )  # fmt: skip
+        return t(total)
 
     def scaled_add(self, target: Any, source: Any, coef: float, mask: Any = None) -> None:
         arrays = (target, source) if mask is None else (target, source, mask)

@@ -65,6 +65,10 @@ class PortableKernels:
     """
 
     name = "portable"
+    #: Whether :meth:`l2_velocity_sgd_update` and :meth:`l2_adam_update` are one fused pass
+    #: (the compiled kernels); where they are the reference's copy and two passes, the
+    #: estimators keep adding the L2 term as a gradient hook instead.
+    fused_l2 = False
 
     def __init__(self, xp: ModuleType | None = None) -> None:
         self.xp = xp
@@ -327,6 +331,68 @@ class PortableKernels:
         all of ``source``): a weight penalty's gradient added to the flat gradient."""
         target += coef * (source if mask is None else mask * source)
 
+    def l2_velocity_sgd_update(
+        self,
+        p: Any,
+        g: Any,
+        velocity: Any,
+        segments: Sequence[tuple[int, int]],
+        *,
+        coef: Any,
+        lr: float,
+        momentum: float,
+        nesterov: bool,
+    ) -> Any:
+        """scikit-learn's L2 term and SGD step over a flat buffer in one call.
+
+        :meth:`velocity_sgd_update` with the gradient ``g + coef * p`` on each ``(start,
+        stop)`` of ``segments`` (the weights) and ``g`` elsewhere; ``g`` itself is left as it
+        was. Returns the penalty's ``sum(p[start:stop] ** 2)`` over the segments, taken
+        before the step, as a 0-d array.
+        """
+        squares, grad = self._l2_gradient(p, g, segments, coef)
+        self.velocity_sgd_update(p, grad, velocity, lr=lr, momentum=momentum, nesterov=nesterov)
+        return squares
+
+    def l2_adam_update(
+        self,
+        p: Any,
+        g: Any,
+        m: Any,
+        v: Any,
+        segments: Sequence[tuple[int, int]],
+        *,
+        coef: Any,
+        beta1: float,
+        beta2: float,
+        step_size: float,
+        root_bc2: float,
+        eps: float,
+        step: int,
+    ) -> Any:
+        """scikit-learn's L2 term and Adam step over a flat buffer in one call: as
+        :meth:`l2_velocity_sgd_update`, with :meth:`adam_update` as the step."""
+        squares, grad = self._l2_gradient(p, g, segments, coef)
+        self.adam_update(
+            p, grad, m, v, beta1=beta1, beta2=beta2, step_size=step_size, root_bc2=root_bc2,
+            eps=eps, step=step,
+        )  # fmt: skip
+        return squares
+
+    def _l2_gradient(
+        self, p: Any, g: Any, segments: Sequence[tuple[int, int]], coef: Any
+    ) -> tuple[Any, Any]:
+        # The reference: a copy of the gradient with the term added segment by segment, in
+        # the order and with the roundings of ``scaled_add`` on each weight.
+        xp = self._ns(p, g)
+        grad = xp.asarray(g, copy=True)
+        squares = xp.zeros((), dtype=p.dtype, device=p.device)
+        for start, stop in _checked_segments(segments, p.shape[0]):
+            w = p[start:stop]
+            squares = squares + xp.vecdot(w, w)
+            grad[start:stop] += coef * w
+        return squares, grad
+
     def rmsprop_update(
         self,
         p: Any,
@@ -372,4 +438,21 @@ def _into(result: Any, out: Any) -> Any:
     if out is None or out.shape != result.shape or out.dtype != result.dtype:
         return result
     out[...] = result
+    return out
+
+
+def _checked_segments(segments: Sequence[tuple[int, int]], size: int) -> list[tuple[int, int]]:
+    """``segments`` as ``(start, stop)`` ints, checked to be in order, disjoint and within a
+    flat buffer of ``size`` elements (the compiled kernels index without bounds checks)."""
+    out: list[tuple[int, int]] = []
+    end = 0
+    for seg in segments:
+        start, stop = (int(i) for i in seg)
+        if not end <= start <= stop <= size:
+            raise ValueError(
+                f"xpnet: penalty segments must be ordered, disjoint (start, stop) pairs within "
+                f"[0, {size}]; got {list(segments)}"
+            )
+        out.append((start, stop))
+        end = stop
     return out

@@ -34,7 +34,36 @@ __all__ = [
 ]
 
 
-class SklearnSGD(Optimizer):
+class _FusedL2:
+    """The scikit-learn optimizers take :class:`SampleL2`'s term inside their update over a
+    flat buffer: one pass reads each weight once for its penalty, its squares and its step,
+    where the hook would add the term to the gradient in a pass of its own first."""
+
+    _l2: tuple[SampleL2, Any, list[tuple[int, int]]] | None = None
+
+    def fuse_l2(
+        self, penalty: SampleL2, params: Sequence[Parameter], coef: Any, segments: Any
+    ) -> bool:
+        """Take ``penalty``'s term (``coef`` times the weights on ``segments`` of the flat
+        buffer) into this step's update; False (nothing taken) when the step will not go
+        over the flat buffer or the update or the kernels have no fused form."""
+        if not (self._fuses() and get_kernels(namespace_of(params[0].data)).fused_l2):
+            return False
+        if self._flat_state(params) is None:  # type: ignore[attr-defined]
+            return False
+        self._l2 = (penalty, coef, segments)
+        return True
+
+    def _fuses(self) -> bool:
+        return True
+
+    def _take_l2(self) -> tuple[SampleL2, Any, list[tuple[int, int]]] | None:
+        # Consumed by the one update of the step it was taken for.
+        l2, self._l2 = self._l2, None
+        return l2
+
+
+class SklearnSGD(_FusedL2, Optimizer):
     """scikit-learn's SGD: ``v = momentum v - lr g``; ``p += momentum v - lr g`` (Nesterov)
     or ``p += v``; ``lr_schedule`` "constant", "invscaling" or "adaptive" (applied by
     :class:`SklearnStopping` at the end of each epoch)."""
@@ -91,9 +120,21 @@ class SklearnSGD(Optimizer):
         v = state.get("velocity")
         if v is None:
             v = state["velocity"] = xp.zeros_like(p.data)
+        l2 = self._take_l2()
+        if l2 is not None:
+            penalty, coef, segments = l2
+            squares = get_kernels(xp).l2_velocity_sgd_update(
+                p.data, g, v, segments, coef=coef, lr=self.lr, momentum=self.momentum,
+                nesterov=self.nesterov,
+            )  # fmt: skip
+            penalty.add_squares(squares)
+            return
         get_kernels(xp).velocity_sgd_update(
             p.data, g, v, lr=self.lr, momentum=self.momentum, nesterov=self.nesterov
         )
+
+    def _fuses(self) -> bool:
+        return bool(self.momentum)  # plain SGD's update is one NumPy expression
 
     def hyperparameters(self) -> dict[str, Any]:
         return self._with_clip(
@@ -108,7 +149,7 @@ class SklearnSGD(Optimizer):
         )
 
 
-class SklearnAdam(Adam):
+class SklearnAdam(_FusedL2, Adam):
     """Adam with scikit-learn's epsilon: ``p -= lr_t m / (sqrt(v) + eps)`` with
     ``lr_t = lr sqrt(1 - b2^t) / (1 - b1^t)`` (xpnet's Adam adds eps to the corrected root)."""
 
@@ -136,11 +177,7 @@ class SklearnAdam(Adam):
         t = state["step"]
         root_bc2 = math.sqrt(1.0 - b2**t)
         # eps / root_bc2 against the corrected root is eps against the raw one.
-        get_kernels(xp).adam_update(
-            p.data,
-            g,
-            state["exp_avg"],
-            state["exp_avg_sq"],
+        kw = dict(
             beta1=b1,
             beta2=b2,
             step_size=self.lr / (1.0 - b1**t),
@@ -148,6 +185,14 @@ class SklearnAdam(Adam):
             eps=self.eps / root_bc2,
             step=t,
         )
+        m, v, l2 = state["exp_avg"], state["exp_avg_sq"], self._take_l2()
+        if l2 is not None:
+            penalty, coef, segments = l2
+            penalty.add_squares(
+                get_kernels(xp).l2_adam_update(p.data, g, m, v, segments, coef=coef, **kw)
+            )
+            return
+        get_kernels(xp).adam_update(p.data, g, m, v, **kw)
 
 
 _OWN: dict[str, type[Optimizer]] = {"sklearn_sgd": SklearnSGD, "sklearn_adam": SklearnAdam}
@@ -172,6 +217,7 @@ class SampleL2(L2Penalty):
         super().__init__(rate)
         self.loss = loss
         self._epoch_sum: Any = 0.0
+        self._segment_cache: tuple[ParameterBuffer, list[Any]] | None = None
 
     def __call__(
         self, optimizer: Optimizer, params: Sequence[Parameter], buffer: ParameterBuffer | None
@@ -180,6 +226,12 @@ class SampleL2(L2Penalty):
             return
         inv = self.loss.inverse_weight_sum
         coef = self.rate * inv
+        if (
+            buffer is not None
+            and isinstance(optimizer, _FusedL2)
+            and optimizer.fuse_l2(self, params, coef, self._segments(params, buffer))
+        ):
+            return
         squares: Any = 0.0
         # The weights, views of the flat buffer when there is one: one pass adds the
         # penalty's gradient, one dot product (no temporary) gives its squares.
@@ -188,7 +240,25 @@ class SampleL2(L2Penalty):
             flat = xp.reshape(p.data, (-1,))
             squares = squares + xp.vecdot(flat, flat)
             get_kernels(xp).scaled_add(p.grad, p.data, coef)
-        self._epoch_sum = self._epoch_sum + squares * (inv * self.loss.batch_rows)
+        self.add_squares(squares)
+
+    def add_squares(self, squares: Any) -> None:
+        """Count this batch's ``||W||^2`` (taken at the weights its gradient was taken at)
+        into the epoch's penalty, weighted as scikit-learn weights it."""
+        self._epoch_sum = self._epoch_sum + squares * (
+            self.loss.inverse_weight_sum * self.loss.batch_rows
+        )
+
+    def _segments(self, params: Sequence[Parameter], buffer: ParameterBuffer) -> list[Any]:
+        """The ``(start, stop)`` of each decayed parameter in ``buffer`` (which holds
+        ``params``), computed once per buffer."""
+        cached = self._segment_cache
+        if cached is None or cached[0] is not buffer:
+            decayed = {id(p) for p in self._decayed(params)}
+            pairs = zip(buffer.params, buffer.slices, strict=True)
+            segs = [s for p, s in pairs if id(p) in decayed]
+            cached = self._segment_cache = (buffer, segs)
+        return cached[1]
 
     def epoch_penalty(self, n: int) -> float:
         """The L2 part of scikit-learn's epoch loss over ``n`` training rows, read back once;
