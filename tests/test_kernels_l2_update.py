@@ -4,6 +4,7 @@ against it, and the estimators' results unchanged by the fusion."""
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import numpy as np
@@ -208,3 +209,178 @@ def test_the_fused_penalty_trains_as_the_hook_did(solver, momentum, compiled, mo
     # The penalty is really in there: without it the weights differ.
     monkeypatch.setattr(_training.SampleL2, "__call__", lambda *a: None)
     assert not np.array_equal(fit().coefs_[0], fused.coefs_[0])
+
+
+# ----------------------------------------------------------------------------- dispatch
+def _spy(monkeypatch):
+    """Which path the compiled kernels' L2 methods took: ("loop", name) when their compiled
+    loop ran, ("reference", name) when they fell back."""
+    seen = []
+    for name in ("_l2_velocity_sgd", "_l2_adam"):
+        real = getattr(numba_cpu, name)
+
+        def loop(*args, _real=real, _name=name):
+            seen.append(("loop", _name))
+            return _real(*args)
+
+        monkeypatch.setattr(numba_cpu, name, loop)
+    for name in ("l2_velocity_sgd_update", "l2_adam_update"):
+        real = getattr(PortableKernels, name)
+
+        def ref(self, *args, _real=real, _name=name, **kwargs):
+            seen.append(("reference", _name))
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(PortableKernels, name, ref)
+    return seen
+
+
+def _call(kernels, which, arrays):
+    p, g, v, m = arrays
+    if which == "sgd":
+        return kernels.l2_velocity_sgd_update(p, g, v, SEGMENTS, **SGD, nesterov=True)
+    return kernels.l2_adam_update(p, g, v, m, SEGMENTS, **ADAM, step=3)  # m >= 0: 2nd moment
+
+
+@pytest.mark.parametrize("which", ["sgd", "adam"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_flat_buffers_of_one_dtype_take_the_compiled_loop(which, dtype, monkeypatch):
+    seen = _spy(monkeypatch)
+    arrays = _arrays(dtype)
+    # A strided 1-D state is fine for the loop: it writes in place through the view.
+    strided = [a if i != 2 else np.repeat(a, 2)[::2] for i, a in enumerate(arrays)]
+    for case in (arrays, strided):
+        seen.clear()
+        _call(NumbaKernels(np), which, case)
+        assert [kind for kind, _ in seen] == ["loop"]
+
+
+@pytest.mark.parametrize("which", ["sgd", "adam"])
+@pytest.mark.parametrize("bad", ["2-d", "mixed p", "mixed g", "mixed state", "float16"])
+def test_other_arrays_take_the_reference(which, bad, monkeypatch):
+    p, g, v, m = _arrays(np.float32)
+    arrays = {
+        "2-d": (p.reshape(4, 10), g.reshape(4, 10), v.reshape(4, 10), m.reshape(4, 10)),
+        "mixed p": (p.astype(np.float64), g, v, m),
+        "mixed g": (p, g.astype(np.float64), v, m),
+        "mixed state": (p, g, v.astype(np.float64), m.astype(np.float64)),
+        "float16": tuple(a.astype(np.float16) for a in (p, g, v, m)),
+    }[bad]
+    seen = _spy(monkeypatch)
+    # The reference may refuse what it cannot index; it still was the one asked.
+    with contextlib.suppress(ValueError, TypeError):
+        _call(NumbaKernels(np), which, arrays)
+    assert [kind for kind, _ in seen] == ["reference"]
+
+
+@pytest.mark.parametrize("step", [3, 16])
+def test_the_numpy_adam_with_the_term_is_its_two_pass_self(step):
+    k = NumpyKernels(np)
+    p, g, m, v = _arrays(np.float32, n=400, seed=4)
+    m[:20] = np.finfo(np.float32).tiny / 8
+    segs = [(0, 150), (200, 400)]
+    p2, m2, v2 = p.copy(), m.copy(), v.copy()
+    grad, _ = _two_pass(k, p, g, segs, ADAM["coef"])
+    hyper = {key: val for key, val in ADAM.items() if key != "coef"}
+    k.adam_update(p2, grad, m2, v2, **hyper, step=step)
+    k.l2_adam_update(p, g, m, v, segs, **ADAM, step=step)
+    assert np.array_equal(p, p2) and np.array_equal(m, m2) and np.array_equal(v, v2)
+
+
+def test_mixed_namespaces_are_a_type_error():
+    xps = pytest.importorskip("array_api_strict")
+    p, g, v, _ = _arrays(np.float64)
+    for args in ((p, xps.asarray(g), v), (xps.asarray(p), g, xps.asarray(v))):
+        with pytest.raises(TypeError):
+            PortableKernels().l2_velocity_sgd_update(*args, SEGMENTS, **SGD, nesterov=True)
+
+
+def test_the_squares_stay_on_the_buffers_device():
+    xps = pytest.importorskip("array_api_strict")
+    device = xps.Device("device1")
+    p, g, v, _ = (xps.asarray(a, device=device) for a in _arrays(np.float64))
+    squares = PortableKernels().l2_velocity_sgd_update(p, g, v, SEGMENTS, **SGD, nesterov=True)
+    assert squares.device == device and p.device == device
+
+
+# ----------------------------------------------------------------------------- the hook
+def _model_params(seed):
+    from xpnet import Sequential
+    from xpnet.layers import Dense
+
+    model = Sequential([Dense(5, 4, activation="relu"), Dense(4, 3)], seed=seed)
+    params = model.parameters()
+    rng = np.random.default_rng(seed)
+    for p in params:
+        p.grad[...] = rng.standard_normal(p.shape).astype(p.grad.dtype)
+    return params
+
+
+class _Loss:
+    """What SampleL2 reads of the loss: the batch's rows and 1 / sum(w)."""
+
+    def __init__(self, rows):
+        self.batch_rows, self.inverse_weight_sum = rows, 1.0 / rows
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_parameters_at_different_step_counts_keep_the_hook(optimizer):
+    # A parameter stepped alone first leaves the flat buffer's parameters at different step
+    # counts: that step goes parameter by parameter, and the term must still be added once.
+    from xpnet.sklearn._training import SampleL2, SklearnAdam, SklearnSGD
+
+    results = []
+    for fuses in (True, False):
+        params = _model_params(5)
+        make = SklearnSGD if optimizer == "sgd" else SklearnAdam
+        opt = make(lr=0.1)
+        opt._fuses = lambda fuses=fuses: fuses
+        opt.step([params[1]])
+        pen = SampleL2(0.5, _Loss(8))
+        opt.add_hook(pen)
+        opt.step(params)
+        opt.step(params)
+        results.append(([np.asarray(p.data).copy() for p in params], float(pen.epoch_penalty(8))))
+    (fused, pen_f), (hooked, pen_h) = results
+    for a, b in zip(fused, hooked, strict=True):
+        assert np.array_equal(a, b)
+    assert pen_f == pytest.approx(pen_h, rel=1e-6) and pen_f > 0
+
+
+def test_alpha_one_is_a_penalty_like_any_other():
+    from xpnet.sklearn import MLPRegressor
+
+    rng = np.random.default_rng(6)
+    X = rng.standard_normal((40, 3))
+    y = X @ np.array([1.0, -2.0, 0.5])
+
+    def fit(alpha):
+        est = MLPRegressor(
+            hidden_layer_sizes=(6,), alpha=alpha, max_iter=3, batch_size=20, random_state=0,
+            tol=0.0, n_iter_no_change=99, solver="adam",
+        )  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return est.fit(X, y)
+
+    near, one = fit(1.0 - 1e-9), fit(1.0)
+    np.testing.assert_allclose(one.coefs_[0], near.coefs_[0], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(one.loss_curve_, near.loss_curve_, rtol=1e-6)
+    assert one.loss_curve_[0] > fit(0.0).loss_curve_[0] + 0.1  # the term is in the loss
+
+
+def test_one_penalty_follows_the_buffer_it_is_given():
+    from xpnet.sklearn._training import SampleL2, SklearnSGD
+
+    pen = SampleL2(0.5, _Loss(4))
+    small, large = _model_params(1), _model_params(2)
+    for params in (small, large):  # two buffers of the same layout...
+        SklearnSGD(lr=0.1).step(params)  # (no hook: just builds the flat state)
+    from xpnet import Sequential
+    from xpnet.layers import Dense
+
+    other = Sequential([Dense(3, 7), Dense(7, 2, activation="relu")], seed=0)
+    for params in (small, other.parameters()):
+        buf = params[0].buffer
+        want = [s for p, s in zip(buf.params, buf.slices, strict=True) if len(p.shape) == 2]
+        assert pen._segments(params, buf) == want

@@ -473,7 +473,8 @@ class NumbaKernels(GeluSiluKernels, TrainingKernels, NumpyKernels):
         momentum: float,
         nesterov: bool,
     ) -> Any:
-        if not (_in_place_ok(p, velocity) and _same_float(p, g) and p.ndim == 1):
+        # 1-D arrays are updated in place whatever their strides: no reshape, no copy.
+        if not (_same_float(p, g, velocity) and p.ndim == 1):
             return super().l2_velocity_sgd_update(
                 p, g, velocity, segments, coef=coef, lr=lr, momentum=momentum, nesterov=nesterov
             )
@@ -500,7 +501,7 @@ class NumbaKernels(GeluSiluKernels, TrainingKernels, NumpyKernels):
         eps: float,
         step: int,
     ) -> Any:
-        if not (_in_place_ok(p, m, v) and _same_float(p, g) and p.ndim == 1):
+        if not (_same_float(p, g, m, v) and p.ndim == 1):
             return super().l2_adam_update(
                 p, g, m, v, segments, coef=coef, beta1=beta1, beta2=beta2,
                 step_size=step_size, root_bc2=root_bc2, eps=eps, step=step,
