@@ -256,7 +256,9 @@ def test_flat_buffers_of_one_dtype_take_the_compiled_loop(which, dtype, monkeypa
 
 
 @pytest.mark.parametrize("which", ["sgd", "adam"])
-@pytest.mark.parametrize("bad", ["2-d", "mixed p", "mixed g", "mixed state", "float16"])
+@pytest.mark.parametrize(
+    "bad", ["2-d", "mixed p", "mixed g", "mixed state", "mixed first moment", "float16"]
+)
 def test_other_arrays_take_the_reference(which, bad, monkeypatch):
     p, g, v, m = _arrays(np.float32)
     arrays = {
@@ -264,6 +266,7 @@ def test_other_arrays_take_the_reference(which, bad, monkeypatch):
         "mixed p": (p.astype(np.float64), g, v, m),
         "mixed g": (p, g.astype(np.float64), v, m),
         "mixed state": (p, g, v.astype(np.float64), m.astype(np.float64)),
+        "mixed first moment": (p, g, v.astype(np.float64), m),  # Adam's m, SGD's velocity
         "float16": tuple(a.astype(np.float16) for a in (p, g, v, m)),
     }[bad]
     seen = _spy(monkeypatch)
