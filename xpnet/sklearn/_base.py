@@ -83,35 +83,38 @@ class _BaseMLP(DenseWeights, BaseEstimator):
 
     _is_classifier = False
 
+    # No defaults here: each estimator's own __init__ holds scikit-learn's (the signature
+    # get_params reads) and passes every argument on, so a second copy could only drift.
     def __init__(
         self,
-        hidden_layer_sizes: int | tuple[int, ...] = (100,),
-        activation: str = "relu",
-        solver: str = "adam",
-        learning_rate_init: float = 1e-3,
-        batch_size: int | str = "auto",
-        max_iter: int = 200,
-        alpha: float = 1e-4,
-        random_state: int | np.random.RandomState | None = None,
-        early_stopping: bool = False,
-        validation_fraction: float = 0.1,
-        n_iter_no_change: int | float = 10,
-        tol: float = 1e-4,
-        verbose: bool = False,
-        warm_start: bool = False,
-        backend: str = "numpy",
-        dtype: str | None = None,
-        learning_rate: str = "constant",
-        power_t: float = 0.5,
-        shuffle: bool = True,
-        momentum: float = 0.9,
-        nesterovs_momentum: bool = True,
-        beta_1: float = 0.9,
-        beta_2: float = 0.999,
-        epsilon: float = 1e-8,
-        max_fun: int = 15000,
-        norm: str = "none",
-        clip_norm: float | None = None,
+        *,
+        hidden_layer_sizes: int | tuple[int, ...],
+        activation: str,
+        solver: str,
+        learning_rate_init: float,
+        batch_size: int | str,
+        max_iter: int,
+        alpha: float,
+        random_state: int | np.random.RandomState | None,
+        early_stopping: bool,
+        validation_fraction: float,
+        n_iter_no_change: int | float,
+        tol: float,
+        verbose: bool,
+        warm_start: bool,
+        backend: str,
+        dtype: str | None,
+        learning_rate: str,
+        power_t: float,
+        shuffle: bool,
+        momentum: float,
+        nesterovs_momentum: bool,
+        beta_1: float,
+        beta_2: float,
+        epsilon: float,
+        max_fun: int,
+        norm: str,
+        clip_norm: float | None,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -406,7 +409,7 @@ class _BaseMLP(DenseWeights, BaseEstimator):
             check_batch_norm_batches(n, batch_size)
         loss = self._make_loss(sw is not None)
         hook = SampleL2(float(self.alpha), loss) if self.alpha > 0 else None
-        rules = SklearnStopping(self, n, hook, validation, incremental)
+        rules = SklearnStopping(self, n, hook, validation)
         if hook is not None:
             opt.add_hook(hook)
         self.n_iter_ = 0  # scikit-learn counts the epochs of this call

@@ -299,14 +299,14 @@ class SklearnStopping(EarlyStopping):
         n: int,
         penalty: SampleL2 | None,
         validation: tuple[Any, Any, Any] | None,
-        incremental: bool,
     ) -> None:
-        super().__init__(monitor="loss", restore_best_weights=validation is not None)
+        # EarlyStopping's own settings (monitor, patience, restore_best_weights) are left at
+        # their defaults: this class replaces the methods that read them.
+        super().__init__()
         self.estimator = estimator
         self.n = n
         self.penalty = penalty
         self.validation = validation
-        self.incremental = incremental
         self.converged = False
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
