@@ -72,3 +72,37 @@ def test_ragged_targets_are_named_y():
     with pytest.raises(ValueError) as info:
         check_y([[1, 2], [3]], 2, None)
     assert str(info.value).startswith("xpnet: y is not a rectangular array (")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "value", "expected"),
+    [
+        ({}, 1.5, "an integer"),
+        ({"minimum": 2}, 1, "an integer >= 2"),
+        ({"maximum": 3}, 4, "an integer <= 3"),
+        ({"minimum": 1, "maximum": 3}, 0, "an integer in [1, 3]"),
+        ({"minimum": 1, "maximum": 3}, 4, "an integer in [1, 3]"),
+        ({}, True, "an integer"),
+    ],
+)
+def test_check_int_phrases_each_kind_of_bound(kwargs, value, expected):
+    from xpnet.validation import check_int
+
+    with pytest.raises(ValueError) as info:
+        check_int("n", value, **kwargs)
+    assert str(info.value) == f"xpnet: n must be {expected}, got {value!r}"
+
+
+def test_check_int_accepts_its_bounds_and_returns_an_int():
+    from xpnet.validation import check_int, check_positive_int
+
+    assert check_int("n", np.int64(3), minimum=3, maximum=3) == 3
+    assert type(check_int("n", np.int64(3))) is int
+    assert check_int("n", -5) == -5
+    assert check_positive_int("n", 1) == 1 and check_positive_int("n", 0, minimum=0) == 0
+    with pytest.raises(ValueError) as info:
+        check_positive_int("epochs", 0)
+    assert str(info.value) == "xpnet: epochs must be an integer >= 1, got 0"
+    with pytest.raises(ValueError) as info:
+        check_positive_int("epochs", "2")
+    assert str(info.value) == "xpnet: epochs must be an integer >= 1, got '2'"
