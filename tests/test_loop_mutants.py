@@ -180,3 +180,49 @@ def test_a_part_whose_loss_sum_overflows_is_divergence_at_that_step():
     for r in results:
         assert isinstance(r, DivergenceError), r
         assert "at epoch 1, step 1;" in str(r)
+
+
+def test_dropout_on_two_ranks_draws_the_masks_of_one_process():
+    """Each rank's rows get the mask rows of their place in the global batch (row_offset):
+    the weights end as one process's, not with rank 1 reusing rank 0's mask rows."""
+    X, y = _data(16, 0)
+
+    def make() -> xpnet.Sequential:
+        return xpnet.Sequential(
+            [Dense(3, 8), xpnet.layers.Dropout(0.5), Dense(8, 2)], dtype="float64", seed=3
+        )
+
+    kw = dict(epochs=2, batch_size=8, optimizer="sgd", seed=5, verbose=0)
+    alone = make()
+    alone.fit(X, y, **kw)
+
+    def run(comm):
+        model = make()
+        model.fit(X, y, communicator=comm, **kw)
+        return model.get_weights()
+
+    for got in _ranks(2, run):
+        assert not isinstance(got, BaseException), got
+        for g, w in zip(got, alone.get_weights(), strict=True):
+            np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-15)
+
+
+class _Failing(SoftmaxCrossEntropy):
+    def forward(self, out, target):
+        raise ArithmeticError("planted failure")
+
+
+def test_an_error_on_every_rank_aborts_the_job_with_status_1(capsys):
+    X, y = _data(8, 0)
+
+    def run(comm):
+        return _model().fit(X, y, epochs=1, batch_size=4, loss=_Failing(), communicator=comm)
+
+    results = _ranks(2, run)
+    for rank, r in enumerate(results):
+        assert isinstance(r, RuntimeError), r
+        assert str(r) == f"rank {rank} aborted with status 1"
+    err = capsys.readouterr().err
+    for rank in range(2):
+        assert f"xpnet.distributed: rank {rank} of 2 failed; aborting the job" in err
+    assert err.count("ArithmeticError: planted failure") == 2

@@ -92,7 +92,8 @@ def arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
     h = hashlib.sha256()
     for name in sorted(arrays):
         a = arrays[name]
-        dtype = a.dtype.newbyteorder("<") if a.dtype.byteorder == ">" else a.dtype
+        # Always "<": a native array reports "=", which is big-endian on a big-endian host.
+        dtype = a.dtype.newbyteorder("<")
         # A JSON line per array makes the stream unambiguous (no two different sets of
         # names/shapes/bytes can hash the same concatenation).
         h.update(canonical_json([name, dtype.name, list(a.shape), a.nbytes]).encode())
