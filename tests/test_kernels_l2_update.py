@@ -387,3 +387,20 @@ def test_one_penalty_follows_the_buffer_it_is_given():
         buf = params[0].buffer
         want = [s for p, s in zip(buf.params, buf.slices, strict=True) if len(p.shape) == 2]
         assert pen._segments(params, buf) == want
+
+
+@pytest.mark.parametrize("fuses", [True, False])
+def test_a_buffer_of_one_weight_takes_the_term(fuses):
+    from xpnet.parameter import Parameter, ParameterBuffer
+    from xpnet.sklearn._training import SampleL2, SklearnSGD
+
+    w = Parameter(np.arange(6.0, dtype=np.float32).reshape(2, 3), "W")
+    ParameterBuffer([w])
+    w.grad[...] = 1.0
+    opt = SklearnSGD(lr=0.5, momentum=0.5, hooks=[SampleL2(0.25, _Loss(2))])
+    opt._fuses = lambda: fuses
+    before = np.asarray(w.data).copy()
+    opt.step([w])
+    # v = -lr (g + rate / rows * w); p += momentum v - lr (g + ...) (Nesterov)
+    g = 1.0 + 0.25 / 2 * before
+    np.testing.assert_allclose(w.data, before - 0.5 * 0.5 * g - 0.5 * g, rtol=1e-6)
