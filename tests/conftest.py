@@ -19,6 +19,14 @@ from xpnet.backend import BACKEND_NAMES
 
 DEFAULT_TEST_BACKENDS = "numpy,array_api_strict,cupy"
 
+# tqdm's monitor thread takes tqdm's write lock every few seconds. A process forked while it
+# holds the lock (mutmut forks a child per mutant from a process that has run the tests) waits
+# for it forever in its first progress bar; the bars here need no monitor.
+with contextlib.suppress(ImportError):
+    import tqdm
+
+    tqdm.tqdm.monitor_interval = 0
+
 
 def _selected_backends() -> list[str]:
     raw = os.environ.get("XPNET_TEST_BACKENDS", "") or DEFAULT_TEST_BACKENDS
