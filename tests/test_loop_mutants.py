@@ -70,10 +70,7 @@ class _ThreadComm(Communicator):
         self.group.barrier.wait()
 
     def abort(self, code: int = 1) -> None:
-        # MPI's Abort ends every rank: break the barrier, so the ranks waiting in a collective
-        # (or arriving at one) fail now rather than at its timeout. The threads share one
-        # process: end this rank's fit, not the process.
-        self.group.barrier.abort()
+        # The threads share one process: end this rank's fit, not the process.
         raise RuntimeError(f"rank {self.rank} aborted with status {code}")
 
 
