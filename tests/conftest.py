@@ -19,12 +19,17 @@ from xpnet.backend import BACKEND_NAMES
 
 DEFAULT_TEST_BACKENDS = "numpy,array_api_strict,cupy"
 
-# tqdm's monitor thread takes tqdm's write lock every few seconds. A process forked while it
-# holds the lock (mutmut forks a child per mutant from a process that has run the tests) waits
-# for it forever in its first progress bar; the bars here need no monitor.
+# tqdm's default write lock is a multiprocessing lock, shared by every process forked after it
+# was made: mutmut forks a child per mutant, and one killed while drawing a bar (a mutant that
+# makes the bar spin past its time limit) leaves it held for all the others, which then wait
+# forever in their first bar. A lock of each process's own, and no monitor thread (which takes
+# it every few seconds), keep the children apart.
 with contextlib.suppress(ImportError):
+    import threading
+
     import tqdm
 
+    tqdm.tqdm.set_lock(threading.RLock())
     tqdm.tqdm.monitor_interval = 0
 
 
