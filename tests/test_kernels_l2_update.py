@@ -4,7 +4,6 @@ against it, and the estimators' results unchanged by the fusion."""
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 
 import numpy as np
@@ -16,7 +15,7 @@ from xpnet.kernels.numpy_fast import NumpyKernels
 numba_cpu = pytest.importorskip("xpnet.kernels.numba_cpu")
 NumbaKernels = numba_cpu.NumbaKernels
 
-SEGMENTS = [(0, 12), (15, 27), (27, 30), (33, 40)]  # adjacent, and one up to the end
+SEGMENTS = [(0, 12), (15, 27), (27, 30), (31, 31), (33, 40)]  # adjacent, empty, up to the end
 N = 40
 SGD = {"coef": 0.01, "lr": 0.05, "momentum": 0.9}
 ADAM = {
@@ -114,7 +113,9 @@ def test_the_compiled_adam_gives_the_compiled_two_pass_bits(dtype, step):
     # fused with the term it must give exactly the compiled Adam of the penalised gradient.
     k = NumbaKernels(np)
     p, g, m, v = _arrays(dtype, n=5000, seed=2)
-    m[:50] = np.finfo(dtype).tiny / 4  # subnormal moments, flushed on step 16
+    m[:50] = np.finfo(dtype).tiny / 4  # subnormal moments, flushed on step 16...
+    g[:50] = 0.0  # ...when nothing moves them
+    p[:50] = 0.0
     segs = [(0, 3000), (3010, 4000), (4990, 5000)]
     p2, m2, v2 = p.copy(), m.copy(), v.copy()
     grad, squares = _two_pass(k, p, g, segs, ADAM["coef"])
@@ -127,6 +128,8 @@ def test_the_compiled_adam_gives_the_compiled_two_pass_bits(dtype, step):
     )
     want = [a.copy() for a in _arrays(dtype, n=5000, seed=2)]
     want[2][:50] = np.finfo(dtype).tiny / 4
+    want[1][:50] = want[0][:50] = 0.0
+    assert (m[:50] == 0).all() == (step % 16 == 0)  # flushed exactly on the flush steps
     PortableKernels().l2_adam_update(*want, segs, **ADAM, step=step)
     np.testing.assert_allclose(p, want[0], rtol=8 * np.finfo(dtype).eps, atol=0)
 
@@ -270,10 +273,18 @@ def test_other_arrays_take_the_reference(which, bad, monkeypatch):
         "float16": tuple(a.astype(np.float16) for a in (p, g, v, m)),
     }[bad]
     seen = _spy(monkeypatch)
-    # The reference may refuse what it cannot index; it still was the one asked.
-    with contextlib.suppress(ValueError, TypeError):
-        _call(NumbaKernels(np), which, arrays)
-    assert [kind for kind, _ in seen] == ["reference"]
+    ref = [a.copy() for a in arrays]
+    if bad == "2-d":  # the reference indexes the flat buffer's segments: it refuses a matrix
+        with pytest.raises(ValueError, match="within"):
+            _call(NumbaKernels(np), which, arrays)
+    else:
+        got = _call(NumbaKernels(np), which, arrays)
+        want = _call(PortableKernels(), which, ref)
+        # ...and got every argument (mixed dtypes round in another order: a tolerance).
+        for a, b in zip(arrays, ref, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5)
+        assert float(got) == pytest.approx(float(want), rel=1e-5)
+    assert [kind for kind, _ in seen][:1] == ["reference"]
 
 
 @pytest.mark.parametrize("step", [3, 16])
