@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from update_helpers import BatchLoss, params_with_gradients
 
-from xpnet import Sequential
 from xpnet.clipping import clip_grad_norm
 from xpnet.kernels import get_kernels
-from xpnet.layers import Dense
 from xpnet.losses import BinaryCrossEntropy, SoftmaxCrossEntropy
 from xpnet.optimizers import SGD, Adam, AdamW, RMSProp, WeightDecay
 from xpnet.sklearn._losses import SoftmaxLogLoss
@@ -45,19 +44,6 @@ def _namespace_kernels(k, kernels):
     return type(k) is type(kernels) and k.xp is not None
 
 
-def _params(seed=0):
-    model = Sequential([Dense(4, 5, activation="relu"), Dense(5, 3)], seed=seed)
-    params = model.parameters()
-    rng = np.random.default_rng(seed)
-    for p in params:
-        p.grad[...] = rng.standard_normal(p.shape).astype(p.grad.dtype)
-    return params
-
-
-class _Loss:
-    batch_rows, inverse_weight_sum = 8, 0.125
-
-
 def _no_fusion(opt):
     opt._fuses = lambda: False
     return opt
@@ -68,7 +54,7 @@ def _sgd_decay(weights_only):
 
 
 def _sample_l2(make, fuse=True):
-    opt = make(hooks=[SampleL2(0.1, _Loss())])
+    opt = make(hooks=[SampleL2(0.1, BatchLoss())])
     return opt if fuse else _no_fusion(opt)
 
 
@@ -94,7 +80,7 @@ def test_updates_and_hooks_use_the_namespace_kernels(case, flat, monkeypatch):
     if method.startswith("l2_") and not (flat and get_kernels(np).fused_l2):
         pytest.skip("the L2 term goes inside the update only over a compiled flat buffer")
     kernels, served = _record(monkeypatch, method)
-    params = _params()
+    params = params_with_gradients()
     if not flat:  # parameter by parameter: a gradient rebound outside the buffer
         params[0].grad = params[0].grad.copy()
     opt = make()
@@ -122,6 +108,6 @@ def test_losses_use_the_namespace_kernels(loss, target, method, monkeypatch):
 
 def test_clipping_uses_the_namespace_kernels(monkeypatch):
     kernels, served = _record(monkeypatch, "clip_grad_norm")
-    params = _params()
+    params = params_with_gradients()
     clip_grad_norm(params, params[0].buffer, 0.1)
     assert served and all(_namespace_kernels(k, kernels) for k in served)

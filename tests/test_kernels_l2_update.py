@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
+from update_helpers import BatchLoss, params_with_gradients
 
 from xpnet.kernels import PortableKernels, get_kernels
 from xpnet.kernels.numpy_fast import NumpyKernels
@@ -322,25 +323,6 @@ def test_the_squares_stay_on_the_buffers_device():
 
 
 # ----------------------------------------------------------------------------- the hook
-def _model_params(seed):
-    from xpnet import Sequential
-    from xpnet.layers import Dense
-
-    model = Sequential([Dense(5, 4, activation="relu"), Dense(4, 3)], seed=seed)
-    params = model.parameters()
-    rng = np.random.default_rng(seed)
-    for p in params:
-        p.grad[...] = rng.standard_normal(p.shape).astype(p.grad.dtype)
-    return params
-
-
-class _Loss:
-    """What SampleL2 reads of the loss: the batch's rows and 1 / sum(w)."""
-
-    def __init__(self, rows):
-        self.batch_rows, self.inverse_weight_sum = rows, 1.0 / rows
-
-
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_parameters_at_different_step_counts_keep_the_hook(optimizer):
     # A parameter stepped alone first leaves the flat buffer's parameters at different step
@@ -349,12 +331,12 @@ def test_parameters_at_different_step_counts_keep_the_hook(optimizer):
 
     results = []
     for fuses in (True, False):
-        params = _model_params(5)
+        params = params_with_gradients(5)
         make = SklearnSGD if optimizer == "sgd" else SklearnAdam
         opt = make(lr=0.1)
         opt._fuses = lambda fuses=fuses: fuses
         opt.step([params[1]])
-        pen = SampleL2(0.5, _Loss(8))
+        pen = SampleL2(0.5, BatchLoss(8))
         opt.add_hook(pen)
         opt.step(params)
         opt.step(params)
@@ -390,8 +372,8 @@ def test_alpha_one_is_a_penalty_like_any_other():
 def test_one_penalty_follows_the_buffer_it_is_given():
     from xpnet.sklearn._training import SampleL2, SklearnSGD
 
-    pen = SampleL2(0.5, _Loss(4))
-    small, large = _model_params(1), _model_params(2)
+    pen = SampleL2(0.5, BatchLoss(4))
+    small, large = params_with_gradients(1), params_with_gradients(2)
     for params in (small, large):  # two buffers of the same layout...
         SklearnSGD(lr=0.1).step(params)  # (no hook: just builds the flat state)
     from xpnet import Sequential
@@ -412,7 +394,7 @@ def test_a_buffer_of_one_weight_takes_the_term(fuses):
     w = Parameter(np.arange(6.0, dtype=np.float32).reshape(2, 3), "W")
     ParameterBuffer([w])
     w.grad[...] = 1.0
-    opt = SklearnSGD(lr=0.5, momentum=0.5, hooks=[SampleL2(0.25, _Loss(2))])
+    opt = SklearnSGD(lr=0.5, momentum=0.5, hooks=[SampleL2(0.25, BatchLoss(2))])
     opt._fuses = lambda: fuses
     before = np.asarray(w.data).copy()
     opt.step([w])
