@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from thread_ranks import Rendezvous
 
 import xpnet
 from xpnet import DivergenceError
@@ -29,7 +30,7 @@ from xpnet.optimizers import SGD
 class _Group:
     def __init__(self, size: int) -> None:
         self.size = size
-        self.barrier = threading.Barrier(size, timeout=5)
+        self.barrier = Rendezvous(size)
         self.slots: list[Any] = [None] * size
 
     def gather(self, rank: int, value: Any) -> list[Any]:
@@ -92,9 +93,8 @@ def _ranks(size: int, run) -> list[Any]:
         try:
             out[rank] = run(_ThreadComm(group, rank))
         except BaseException as exc:  # handed back to the test
-            # Not an abort of the barrier: a rank just released by it would see it broken.
-            # A rank left waiting for one that failed gives up after the barrier's timeout.
             out[rank] = exc
+            group.barrier.fail()
 
     threads = [threading.Thread(target=target, args=(r,)) for r in range(size)]
     for t in threads:

@@ -9,6 +9,7 @@ import threading
 
 import numpy as np
 import pytest
+from thread_ranks import Rendezvous
 
 import xpnet
 from xpnet.distributed import Communicator
@@ -206,7 +207,7 @@ class _Group:
 
     def __init__(self, size):
         self.size = size
-        self.barrier = threading.Barrier(size, timeout=10)
+        self.barrier = Rendezvous(size)
         self.slots = [None] * size
 
 
@@ -250,10 +251,7 @@ def _run_ranks(size, job):
             results[rank] = job(ThreadCommunicator(group, rank))
         except BaseException as exc:  # reported in the main thread
             errors[rank] = exc
-            # Free the ranks already waiting for this one (not those just released from a
-            # barrier: they are past it); a rank that arrives later times out.
-            if group.barrier.n_waiting > 0:
-                group.barrier.abort()
+            group.barrier.fail()
 
     threads = [threading.Thread(target=work, args=(r,)) for r in range(size)]
     for t in threads:

@@ -121,12 +121,12 @@ class Sequential:
     def _build(self) -> None:
         if self._built == len(self.layers):
             return
-        while self._built < len(self.layers):
-            i = self._built
+        # A for loop, not a while over _built: a fault in the count cannot make it spin.
+        for i in range(self._built, len(self.layers)):
             nxt = self.layers[i + 1] if i + 1 < len(self.layers) else None
             next_act = getattr(nxt, "name", None) if type(nxt) in ACTIVATIONS.values() else None
             self.layers[i].build(self.backend, self.dtype, self._rng, next_act)
-            self._built += 1
+            self._built = i + 1
         self._flatten()
 
     def _flatten(self) -> None:
