@@ -216,6 +216,11 @@ def mutants(session: nox.Session) -> None:
     """
     session.install("-e", ".[dev,mutants]")
     env = {"XPNET_TEST_BACKENDS": "numpy", "OPENBLAS_NUM_THREADS": "1"}
+    # mutmut forks a child per mutant from a process that has run numba's parallel kernels;
+    # numba's default threading layer here, GNU OpenMP, ends such a child with SIGTERM
+    # ("fork() called from a process already using GNU OpenMP"), which mutmut reports as
+    # "suspicious". The workqueue layer survives a fork.
+    env["NUMBA_THREADING_LAYER"] = "workqueue"
     children = str(max(1, os.cpu_count() or 1))
     session.run("mutmut", "run", "--max-children", children, *session.posargs, env=env)
     out = session.run("mutmut", "results", "--all", "true", env=env, silent=True)

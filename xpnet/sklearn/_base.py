@@ -287,9 +287,9 @@ class _BaseMLP(DenseWeights, BaseEstimator):
     def _initialize(
         self, layer_units: list[int], dtype: str, rs: np.random.RandomState, out_act: str
     ) -> None:
-        self.n_iter_ = 0
+        self.n_iter_ = 0  # pragma: no mutate
         self.t_ = 0
-        self.n_outputs_ = layer_units[-1]
+        self.n_outputs_ = layer_units[-1]  # pragma: no mutate
         self.n_layers_ = len(layer_units)
         self.out_activation_ = out_act
         model = self._build_model(layer_units, dtype)
@@ -312,13 +312,13 @@ class _BaseMLP(DenseWeights, BaseEstimator):
         self._optimizer: Optimizer | None = None
         if self.solver in _STOCHASTIC:
             self.loss_curve_: list[float] = []
-            self._no_improvement_count = 0
+            self._no_improvement_count = 0  # pragma: no mutate
             if self.early_stopping:
-                self.validation_scores_: list[float] | None = []
+                self.validation_scores_: list[float] | None = []  # pragma: no mutate
                 self.best_validation_score_: float | None = -np.inf
                 self.best_loss_: float | None = None
             else:
-                self.best_loss_ = np.inf
+                self.best_loss_ = np.inf  # pragma: no mutate
                 self.validation_scores_ = None
                 self.best_validation_score_ = None
 

@@ -32,9 +32,9 @@ class _SklearnLoss(Loss):
         self.weighted = bool(weighted)
         #: ``1 / sum(w)`` of the last batch (``1 / n`` unweighted): the factor of
         #: scikit-learn's L2 gradient ``alpha * W / sum(w)``.
-        self.inverse_weight_sum: Any = 1.0
+        self.inverse_weight_sum: Any = 1.0  # pragma: no mutate
         #: Rows of the last batch (scikit-learn weights each batch's L2 term by them).
-        self.batch_rows = 0
+        self.batch_rows = 0  # pragma: no mutate
         self._delta: Any = None
 
     def _split(self, output: Any, target: Any) -> tuple[Any, Any, Any]:

@@ -252,7 +252,7 @@ class SampleL2(L2Penalty):
     def _segments(self, params: Sequence[Parameter], buffer: ParameterBuffer) -> list[Any]:
         """The ``(start, stop)`` of each decayed parameter in ``buffer`` (which holds
         ``params``), computed once per buffer."""
-        cached = self._segment_cache
+        cached = self._segment_cache  # pragma: no mutate
         if cached is None or cached[0] is not buffer:
             decayed = {id(p) for p in self._decayed(params)}
             pairs = zip(buffer.params, buffer.slices, strict=True)
@@ -307,10 +307,10 @@ class SklearnStopping(EarlyStopping):
         self.n = n
         self.penalty = penalty
         self.validation = validation
-        self.converged = False
+        self.converged = False  # pragma: no mutate
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        super().on_train_begin(logs)
+        super().on_train_begin(logs)  # pragma: no mutate
         self.converged = False
         if self.validation is not None:
             # scikit-learn restores the initial weights when no epoch beats the best score.
@@ -332,7 +332,7 @@ class SklearnStopping(EarlyStopping):
             if est.verbose:
                 print(f"Validation score: {score:f}")
             if est._update_validation(score):
-                self.best_epoch = epoch
+                self.best_epoch = epoch  # pragma: no mutate
                 assert self.best_state is not None
                 self.best_state.update()
         else:
@@ -351,7 +351,7 @@ class SklearnStopping(EarlyStopping):
             )
             if stops:
                 self.converged = True
-                self.stopped_epoch = epoch
+                self.stopped_epoch = epoch  # pragma: no mutate
                 self.model.stop_training = True
             else:
                 est._no_improvement_count = 0

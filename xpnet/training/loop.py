@@ -98,7 +98,7 @@ def train(
             # One seed per stochastic layer and epoch, after the shuffle: a resumed run draws
             # the same ones from the checkpointed generator.
             seeds = [int(s) for s in rng.integers(0, 2**63 - 1, size=len(stochastic))]
-            sums: list[Any] = []
+            sums: list[Any] = []  # pragma: no mutate
             for step in range(steps):
                 idx = order[step * batch_size : min((step + 1) * batch_size, n)]
                 total = int(idx.shape[0])
