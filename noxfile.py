@@ -232,9 +232,11 @@ def mutants(session: nox.Session) -> None:
         if not sep or not any(fnmatch.fnmatch(name, p) for p in patterns):
             continue
         counts[status] = counts.get(status, 0) + 1
-        if status not in ("killed", "timeout", "not checked", "caught by type check"):
+        if status not in ("killed", "timeout", "segfault", "not checked", "caught by type check"):
             survivors.append(f"  {status:>10}  {name}")
-    killed = counts.get("killed", 0) + counts.get("timeout", 0)
+    # A mutant that hangs or crashes the tests (timeout, segfault) is caught as surely as one
+    # that fails them.
+    killed = sum(counts.get(k, 0) for k in ("killed", "timeout", "segfault"))
     tried = killed + counts.get("survived", 0) + counts.get("no tests", 0)
     score = 100.0 * killed / tried if tried else 0.0
     for line in survivors:
