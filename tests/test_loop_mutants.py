@@ -11,12 +11,11 @@ leaves out (it runs subprocesses); these reach the same lines in process.
 from __future__ import annotations
 
 import math
-import threading
 from typing import Any
 
 import numpy as np
 import pytest
-from thread_ranks import Rendezvous
+from thread_ranks import Rendezvous, run_ranks
 
 import xpnet
 from xpnet import DivergenceError
@@ -87,21 +86,9 @@ def _model() -> xpnet.Sequential:
 def _ranks(size: int, run) -> list[Any]:
     """``run(comm)`` on each of ``size`` ranks at once; each rank's result or exception."""
     group = _Group(size)
-    out: list[Any] = [None] * size
-
-    def target(rank: int) -> None:
-        try:
-            out[rank] = run(_ThreadComm(group, rank))
-        except BaseException as exc:  # handed back to the test
-            out[rank] = exc
-            group.barrier.fail()
-
-    threads = [threading.Thread(target=target, args=(r,)) for r in range(size)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
-    return out
+    comms = [_ThreadComm(group, r) for r in range(size)]
+    results, errors = run_ranks(comms, run, group.barrier)
+    return [res if err is None else err for res, err in zip(results, errors, strict=True)]
 
 
 @pytest.mark.parametrize(("size", "n_val"), [(2, 7), (3, 2)])

@@ -5,11 +5,9 @@ process on the whole batch."""
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
-from thread_ranks import Rendezvous
+from thread_ranks import Rendezvous, run_ranks
 
 import xpnet
 from xpnet.distributed import Communicator
@@ -244,21 +242,8 @@ class ThreadCommunicator(Communicator):
 
 
 def _run_ranks(size, job):
-    group, results, errors = _Group(size), [None] * size, [None] * size
-
-    def work(rank):
-        try:
-            results[rank] = job(ThreadCommunicator(group, rank))
-        except BaseException as exc:  # reported in the main thread
-            errors[rank] = exc
-            group.barrier.fail()
-
-    threads = [threading.Thread(target=work, args=(r,)) for r in range(size)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results, errors
+    group = _Group(size)
+    return run_ranks([ThreadCommunicator(group, r) for r in range(size)], job, group.barrier)
 
 
 W, B = np.array([1.5, -0.5, 2.0]), np.array([0.25, -1.0, 0.0])

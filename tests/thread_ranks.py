@@ -4,6 +4,8 @@ breaks for every other rank at once, instead of leaving them to wait out a timeo
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import Any
 
 
 class Rendezvous:
@@ -43,3 +45,27 @@ class Rendezvous:
         with self._cond:
             self.failed = True
             self._cond.notify_all()
+
+
+def run_ranks(
+    comms: list[Any], job: Callable[[Any], Any], rendezvous: Rendezvous
+) -> tuple[list[Any], list[BaseException | None]]:
+    """``job(comm)`` for every communicator at once, one thread each; each rank's result and
+    exception (None where it returned). A rank that raises breaks ``rendezvous`` for the rest."""
+    size = len(comms)
+    results: list[Any] = [None] * size
+    errors: list[BaseException | None] = [None] * size
+
+    def work(rank: int) -> None:
+        try:
+            results[rank] = job(comms[rank])
+        except BaseException as exc:  # handed back to the test
+            errors[rank] = exc
+            rendezvous.fail()
+
+    threads = [threading.Thread(target=work, args=(r,)) for r in range(size)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(4 * rendezvous.timeout)
+    return results, errors
