@@ -15,14 +15,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from user_layers import ScaleLayer
 
 import xpnet
 from xpnet.backend import to_numpy
 from xpnet.io import codec, schema
 from xpnet.io.arrays import buffer_arrays, restore_buffers
 from xpnet.io.reader import read_checkpoint
-from xpnet.layers import LAYER_TYPES, BatchNorm, Dense, Layer, register_layer
-from xpnet.parameter import Parameter
+from xpnet.layers import LAYER_TYPES, BatchNorm, Dense, register_layer
 
 PATH = Path("/nowhere/model.safetensors")
 
@@ -223,34 +223,11 @@ def test_load_model_puts_the_model_on_the_backend_asked_for(tmp_path):
         np.testing.assert_array_equal(got, want)
 
 
-class _Drawn(Layer):
-    """``x * w`` with ``w`` drawn from the build's generator: a user layer with parameters."""
-
-    kind = "TestIoDrawn"
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.w: Parameter | None = None
-
-    def build(self, backend, dtype, rng, next_activation=None) -> None:
-        super().build(backend, dtype, rng, next_activation)
-        self.w = Parameter(backend.asarray(rng.uniform(0.5, 1.5, size=self.n), dtype=dtype), "w")
-
-    def forward(self, x, training=False):
-        return x * self.w.data
-
-    def parameters(self) -> list[Parameter]:
-        return [] if self.w is None else [self.w]
-
-    def config(self) -> dict[str, Any]:
-        return {"n": self.n}
-
-
 @pytest.fixture
 def drawn_layer():
-    register_layer(_Drawn)
-    yield _Drawn
-    LAYER_TYPES.pop(_Drawn.kind)
+    register_layer(ScaleLayer)
+    yield ScaleLayer
+    LAYER_TYPES.pop(ScaleLayer.kind)
 
 
 def test_a_user_layer_that_draws_its_weights_loads(tmp_path, drawn_layer):

@@ -14,16 +14,16 @@ from typing import Any
 
 import numpy as np
 import pytest
+from user_layers import ScaleLayer
 
 import xpnet
 from xpnet import DivergenceError
-from xpnet.backend import namespace_of, to_numpy
+from xpnet.backend import to_numpy
 from xpnet.callbacks import Callback, ProgressBar
 from xpnet.history import History
 from xpnet.layers import Dense, Layer
 from xpnet.losses import MeanSquaredError, SoftmaxCrossEntropy
 from xpnet.optimizers import SGD, L2Penalty
-from xpnet.parameter import Parameter
 from xpnet.training import check_callbacks, default_callbacks, history_keys, train
 
 
@@ -191,39 +191,9 @@ def test_finite_parameters_outside_the_buffer_train_on():
     assert np.isfinite(history.history["loss"]).all()
 
 
-class _Scale(Layer):
-    """``x * w``: a layer with a single parameter, drawn from the model's generator."""
-
-    kind = "TestLoopScale"
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.w: Parameter | None = None
-
-    def build(self, backend, dtype, rng, next_activation=None) -> None:
-        super().build(backend, dtype, rng, next_activation)
-        self.w = Parameter(backend.asarray(rng.uniform(0.5, 1.5, size=self.n), dtype=dtype), "w")
-
-    def forward(self, x, training=False):
-        if training:
-            self._x = x
-        return x * self.w.data
-
-    def backward(self, grad, need_input_grad=True):
-        xp = namespace_of(grad)
-        self.w.grad[...] = xp.sum(grad * self._x, axis=0)
-        return grad * self.w.data if need_input_grad else None
-
-    def parameters(self) -> list[Parameter]:
-        return [] if self.w is None else [self.w]
-
-    def config(self) -> dict[str, Any]:
-        return {"n": self.n}
-
-
 def test_a_model_whose_only_parameter_is_one_array_trains_and_diverges_cleanly():
     X = np.random.default_rng(1).normal(size=(6, 2))
-    model = xpnet.Sequential([_Scale(2)], dtype="float64", seed=0)
+    model = xpnet.Sequential([ScaleLayer(2)], dtype="float64", seed=0)
     history = model.fit(X, 2 * X, epochs=3, batch_size=3, optimizer=SGD(lr=0.1), loss="mse")
     assert history.history["loss"][-1] < history.history["loss"][0]
     before = model.get_weights()[0]
@@ -234,24 +204,24 @@ def test_a_model_whose_only_parameter_is_one_array_trains_and_diverges_cleanly()
 
 
 # ----------------------------------------------------------------------------- the model
-class _SeenTargets(SoftmaxCrossEntropy):
+class _SeesTargets:
+    """Records the dtype of every target batch the loss is given."""
+
     def __init__(self) -> None:
         super().__init__()
         self.dtypes: list[Any] = []
 
     def forward(self, output, target):
         self.dtypes.append(target.dtype)
-        return super().forward(output, target)
+        return super().forward(output, target)  # type: ignore[misc]
 
 
-class _SeenMSE(MeanSquaredError):
-    def __init__(self) -> None:
-        super().__init__()
-        self.dtypes: list[Any] = []
+class _SeenTargets(_SeesTargets, SoftmaxCrossEntropy):
+    pass
 
-    def forward(self, output, target):
-        self.dtypes.append(target.dtype)
-        return super().forward(output, target)
+
+class _SeenMSE(_SeesTargets, MeanSquaredError):
+    pass
 
 
 def test_targets_reach_the_loss_in_the_dtype_it_asks_for():
