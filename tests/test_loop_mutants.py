@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from thread_ranks import Rendezvous, run_ranks
+from thread_ranks import RankGroup, run_ranks
 
 import xpnet
 from xpnet import DivergenceError
@@ -26,22 +26,8 @@ from xpnet.losses import SoftmaxCrossEntropy
 from xpnet.optimizers import SGD
 
 
-class _Group:
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.barrier = Rendezvous(size)
-        self.slots: list[Any] = [None] * size
-
-    def gather(self, rank: int, value: Any) -> list[Any]:
-        self.slots[rank] = value
-        self.barrier.wait()
-        out = list(self.slots)
-        self.barrier.wait()  # nobody overwrites a slot before every rank has read them
-        return out
-
-
 class _ThreadComm(Communicator):
-    def __init__(self, group: _Group, rank: int) -> None:
+    def __init__(self, group: RankGroup, rank: int) -> None:
         super().__init__(None)
         self.group, self.rank, self.size, self.local_rank = group, rank, group.size, rank
 
@@ -85,7 +71,7 @@ def _model() -> xpnet.Sequential:
 
 def _ranks(size: int, run) -> list[Any]:
     """``run(comm)`` on each of ``size`` ranks at once; each rank's result or exception."""
-    group = _Group(size)
+    group = RankGroup(size)
     comms = [_ThreadComm(group, r) for r in range(size)]
     results, errors = run_ranks(comms, run, group.barrier)
     return [res if err is None else err for res, err in zip(results, errors, strict=True)]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from thread_ranks import Rendezvous, run_ranks
+from thread_ranks import RankGroup, run_ranks
 
 import xpnet
 from xpnet.distributed import Communicator
@@ -200,15 +200,6 @@ def test_running_statistics_follow_a_move_to_another_backend():
 
 
 # --------------------------------------------------------------------------- in-process ranks
-class _Group:
-    """What the threads of one in-process job share: a barrier and one slot per rank."""
-
-    def __init__(self, size):
-        self.size = size
-        self.barrier = Rendezvous(size)
-        self.slots = [None] * size
-
-
 class ThreadCommunicator(Communicator):
     """A communicator whose ranks are threads of this process: the collectives BatchNorm
     uses (``allreduce`` of a device buffer, ``reduce_metrics`` of host numbers) really sum
@@ -220,13 +211,10 @@ class ThreadCommunicator(Communicator):
         self.allreduce_calls = 0
 
     def _sum(self, value, add):
-        g = self.group
-        g.slots[self.rank] = value
-        g.barrier.wait()
-        total = g.slots[0]
-        for other in g.slots[1:]:
+        parts = self.group.gather(self.rank, value)
+        total = parts[0]
+        for other in parts[1:]:
             total = add(total, other)
-        g.barrier.wait()
         return total
 
     def allreduce(self, buf):
@@ -242,7 +230,7 @@ class ThreadCommunicator(Communicator):
 
 
 def _run_ranks(size, job):
-    group = _Group(size)
+    group = RankGroup(size)
     return run_ranks([ThreadCommunicator(group, r) for r in range(size)], job, group.barrier)
 
 

@@ -47,6 +47,23 @@ class Rendezvous:
             self._cond.notify_all()
 
 
+class RankGroup:
+    """What the threads of one in-process job share: a rendezvous and one slot per rank."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.barrier = Rendezvous(size)
+        self.slots: list[Any] = [None] * size
+
+    def gather(self, rank: int, value: Any) -> list[Any]:
+        """Every rank's ``value``, in rank order, on every rank."""
+        self.slots[rank] = value
+        self.barrier.wait()
+        out = list(self.slots)
+        self.barrier.wait()  # nobody overwrites a slot before every rank has read them
+        return out
+
+
 def run_ranks(
     comms: list[Any], job: Callable[[Any], Any], rendezvous: Rendezvous
 ) -> tuple[list[Any], list[BaseException | None]]:
