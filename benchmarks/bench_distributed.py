@@ -10,7 +10,8 @@ float32, Adam):
   epoch of a process also loads the compiled kernels; it is kept apart, as warm-up);
   the ranks are bound one to a core (``-bind-to core``, Open MPI's default for two ranks;
   MPICH binds nothing unless told), ``--no-bind`` leaves them to the OS scheduler;
-* the time of one in-place ``MPI.Allreduce`` of a float32 buffer against its size, on 2 ranks;
+* the time of one in-place ``MPI.Allreduce`` of a float32 buffer against its size, on 2 ranks,
+  and of the shared-memory all-reduce the fit uses on one machine (``shared_memory.py``);
 
 then feeds both into the cost model of ``docs/distributed.md``, projecting samples/s for
 N = 1..64 ranks on 10, 25 and 100 Gb/s links and an NVLink-class link.
@@ -88,7 +89,7 @@ def _worker_allreduce(sizes: list[int], repeats: int) -> None:
     from xpnet import distributed
 
     comm = distributed.init()
-    out = {}
+    out, shared_out = {}, {}
     for size in sizes:
         buf = np.ones(size // 4, dtype=np.float32)
         comm.allreduce(buf)  # warm-up (connection set-up, page faults)
@@ -101,8 +102,29 @@ def _worker_allreduce(sizes: list[int], repeats: int) -> None:
         # The ranks leave the collective together; report their mean of medians.
         total = comm.reduce_metrics([statistics.median(times)])
         out[str(size)] = float(total[0]) / comm.size
+        # The shared-memory path the fit takes for its gradient buffer on one machine.
+        shared = comm.shared_memory_allreducer(size // 4, np.float32)
+        if shared is not None:
+            shared.buffer[...] = 1.0
+            shared.allreduce()
+            times = []
+            for _ in range(repeats):
+                comm.barrier()
+                t0 = time.perf_counter()
+                shared.allreduce()
+                times.append(time.perf_counter() - t0)
+            total = comm.reduce_metrics([statistics.median(times)])
+            shared_out[str(size)] = float(total[0]) / comm.size
     if comm.is_root:
-        print(json.dumps({"allreduce_seconds": out, "ranks": comm.size}))
+        print(
+            json.dumps(
+                {
+                    "allreduce_seconds": out,
+                    "shared_allreduce_seconds": shared_out,
+                    "ranks": comm.size,
+                }
+            )
+        )
 
 
 # ----------------------------------------------------------------------------- driver
@@ -166,6 +188,7 @@ def measure(
         "epoch_seconds": epoch,
         "warmup_epoch_seconds": first,
         "allreduce_seconds": ar["allreduce_seconds"],
+        "shared_allreduce_seconds": ar.get("shared_allreduce_seconds", {}),
     }
 
 
@@ -240,6 +263,12 @@ def report(result: dict) -> None:
         print(f"  {int(size):>10,d} bytes: {t * 1e6:9.1f} us  ({int(size) / t / 1e9:6.2f} GB/s)")
     latency, rate = fit_latency_bandwidth(result["allreduce_seconds"])
     print(f"  latency {latency * 1e6:.1f} us, bandwidth {rate / 1e9:.2f} GB/s")
+    shared = result.get("shared_allreduce_seconds", {})
+    if shared:
+        print("2-rank shared-memory all-reduce (the fit's path on one machine), same sizes:")
+        for size, t in shared.items():
+            mpi = result["allreduce_seconds"][size]
+            print(f"  {int(size):>10,d} bytes: {t * 1e6:9.1f} us  ({mpi / t:4.2f}x MPI's speed)")
     model = project(result)
     print(f"\nCost model ({model['grad_bytes'] / 1e6:.2f} MB of gradients per step), samples/s:")
     for batch, entry in model["batches"].items():

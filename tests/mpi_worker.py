@@ -100,6 +100,38 @@ def save(out: Path, rank: int, model: Sequential, history: object, **extra: obje
     np.savez(out / f"rank{rank}.npz", **arrays, **extra)
 
 
+def shared_memory_state(comm: object, model: Sequential) -> dict[str, object]:
+    """Whether the fit's gradients went through a shared window, and left it afterwards."""
+    windows = [w for w in comm._shared.values() if w is not None]  # type: ignore[attr-defined]
+    grad = model.parameters()[0].buffer.grad
+    return {
+        "shared_used": len(windows),
+        "grad_left_window": all(not np.shares_memory(grad, w.buffer) for w in windows),
+        "window_free_again": all(not w.in_use for w in windows),
+    }
+
+
+def shared_memory_sums(comm: object) -> dict[str, np.ndarray]:
+    """The shared-memory sum against MPI_Allreduce's, for sizes that leave chunks uneven or
+    empty, two calls in a row on one window, and both float dtypes."""
+    result: dict[str, np.ndarray] = {}
+    for dtype in ("float32", "float64"):
+        for size in (1, 7, 1000):
+            shared = comm.shared_memory_allreducer(size, dtype)  # type: ignore[attr-defined]
+            result[f"available_{dtype}_{size}"] = np.asarray(shared is not None)
+            if shared is None:
+                continue
+            for call in range(2):
+                rng = np.random.default_rng(100 * comm.rank + call)  # type: ignore[attr-defined]
+                values = rng.normal(size=size).astype(dtype)
+                reference = comm.allreduce(values.copy())  # type: ignore[attr-defined]
+                shared.buffer[...] = values
+                total = shared.allreduce()
+                result[f"mpi_{dtype}_{size}_{call}"] = reference
+                result[f"shm_{dtype}_{size}_{call}"] = total.copy()
+    return result
+
+
 def main() -> int:
     scenario, out = sys.argv[1], Path(sys.argv[2])
     comm = distributed.init()
@@ -109,7 +141,8 @@ def main() -> int:
         elif scenario == "fit":
             # Each rank built from its own seed: the broadcast from rank 0 must win.
             model = make_model(100 + comm.rank)
-            save(out, comm.rank, model, fit(model, comm, epochs=3))
+            history = fit(model, comm, epochs=3)
+            save(out, comm.rank, model, history, **shared_memory_state(comm, model))
         elif scenario == "checkpoint":
             # Writes (rank 0) or resumes a checkpoint in OUT_DIR/ckpt up to argv[3] epochs.
             epochs = int(sys.argv[3])
@@ -165,6 +198,8 @@ def main() -> int:
         elif scenario == "mismatch":
             X, y, _, _ = problem(101 + comm.rank)  # rank 1 has one row more
             make_model(100).fit(X, y, batch_size=50, communicator=comm)
+        elif scenario == "shared":
+            np.savez(out / f"rank{comm.rank}.npz", **shared_memory_sums(comm))
         elif scenario == "allreduce":
             buf = np.arange(5, dtype=np.float64) * (comm.rank + 1)
             comm.allreduce(buf)

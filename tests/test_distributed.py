@@ -15,6 +15,7 @@ import pytest
 import xpnet
 from xpnet import Sequential, distributed
 from xpnet.distributed import Communicator, DataParallel, launcher_world_size, split_rows
+from xpnet.distributed.shared_memory import shared_memory_wanted
 from xpnet.layers import BatchNorm, Dense, Dropout, ReLU
 
 
@@ -229,3 +230,57 @@ def test_cli_distributed_alone_trains_as_one_rank(tmp_path):
     args = ["train", "--distributed", "--dataset", "digits", "--epochs", "1", "--hidden", "8"]
     assert main([*args, "--quiet", "--json", str(out)]) == 0
     assert json.loads(out.read_text())["world_size"] == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, True), ("1", True), ("true", True), (" ON ", True), ("0", False), ("off", False)],
+)
+def test_shared_memory_allreduce_switch(value, expected):
+    env = {} if value is None else {"XPNET_SHARED_MEMORY_ALLREDUCE": value}
+    assert shared_memory_wanted(env) is expected
+
+
+def test_shared_memory_allreduce_switch_rejects_other_values():
+    with pytest.raises(ValueError, match=r"XPNET_SHARED_MEMORY_ALLREDUCE must be 0 or 1.*'2'"):
+        shared_memory_wanted({"XPNET_SHARED_MEMORY_ALLREDUCE": "2"})
+
+
+def test_a_size_one_communicator_has_no_shared_memory_allreducer():
+    assert Communicator(None).shared_memory_allreducer(10, np.float32) is None
+
+
+def test_a_gradient_buffer_moves_into_given_memory_with_its_views():
+    model = Sequential([Dense(3, 2), ReLU(), Dense(2, 1)], seed=0)
+    params = model.parameters()
+    buf = params[0].buffer
+    buf.grad[...] = np.arange(buf.grad.shape[0], dtype=buf.grad.dtype)
+    before = [np.array(p.grad) for p in params]
+    target = np.empty_like(buf.grad)
+    buf.move_grad(target)
+    assert buf.grad is target and buf.holds(params)
+    for p, old in zip(params, before, strict=True):
+        assert np.shares_memory(p.grad, target)
+        np.testing.assert_array_equal(p.grad, old)
+    params[0].grad[...] = 7.0  # the views write into the new memory
+    assert target[0] == 7.0
+
+
+def test_a_gradient_rebound_away_from_the_buffer_stays_where_it_is():
+    model = Sequential([Dense(3, 2), Dense(2, 1)], seed=0)
+    params = model.parameters()
+    own = np.ones(params[1].shape, dtype=params[1].data.dtype)
+    params[1].grad = own
+    params[0].buffer.move_grad(np.empty_like(params[0].buffer.grad))
+    assert params[1].grad is own and not params[0].buffer.holds(params)
+
+
+def test_a_gradient_buffer_refuses_memory_of_another_shape_or_dtype():
+    buf = Sequential([Dense(3, 2)], seed=0).parameters()[0].buffer
+    n = buf.grad.shape[0]
+    with pytest.raises(
+        ValueError, match=rf"shape \({n},\) and dtype float32 cannot move .*\({n + 1},\)"
+    ):
+        buf.move_grad(np.empty(n + 1, dtype=np.float32))
+    with pytest.raises(ValueError, match="dtype float64"):
+        buf.move_grad(np.empty(n, dtype=np.float64))

@@ -41,10 +41,15 @@ def _env():
     return env
 
 
-def mpirun(n, *args, timeout=120, check=True):
+def mpirun(n, *args, timeout=120, check=True, env=None):
     cmd = [MPIEXEC, "-n", str(n), sys.executable, *map(str, args)]
     proc = subprocess.run(
-        cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout
+        cmd,
+        cwd=ROOT,
+        env={**_env(), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if check:
         assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}"
@@ -88,9 +93,49 @@ def test_data_parallel_fit_equals_one_process(tmp_path, n):
         assert results[0].keys() == other.keys()
         for key in results[0]:
             np.testing.assert_array_equal(results[0][key], other[key])
+    assert int(results[0]["shared_used"]) == 1  # one machine: the shared-memory all-reduce
+    assert bool(results[0]["grad_left_window"]) and bool(results[0]["window_free_again"])
     model = mpi_worker.make_model(100)
     history = mpi_worker.fit(model, None, epochs=3)
     _assert_same_run(results[0], model, history, rtol=1e-10)
+
+
+def test_shared_memory_allreduce_gives_mpi_allreduce_bits(tmp_path):
+    mpirun(2, WORKER, "shared", tmp_path)
+    ranks = _ranks(tmp_path, 2)
+    for dtype in ("float32", "float64"):
+        for size in (1, 7, 1000):
+            assert bool(ranks[0][f"available_{dtype}_{size}"])
+            for call in range(2):
+                rng = [np.random.default_rng(100 * r + call) for r in (0, 1)]
+                a, b = (g.normal(size=size).astype(dtype) for g in rng)
+                for r in ranks:  # two ranks: a + b, the bits MPI_Allreduce gives
+                    np.testing.assert_array_equal(r[f"shm_{dtype}_{size}_{call}"], a + b)
+                    np.testing.assert_array_equal(r[f"mpi_{dtype}_{size}_{call}"], a + b)
+
+
+def test_shared_memory_allreduce_on_three_ranks_sums_once_for_all(tmp_path):
+    mpirun(3, WORKER, "shared", tmp_path)
+    ranks = _ranks(tmp_path, 3)
+    for key in ranks[0]:
+        if key.startswith("shm_"):
+            for other in ranks[1:]:  # each chunk summed by one rank: the same bits everywhere
+                np.testing.assert_array_equal(ranks[0][key], other[key])
+            # Sums of three N(0, 1) numbers in another order: a few units in the last place.
+            tol = 1e-6 if "float32" in key else 1e-14
+            np.testing.assert_allclose(ranks[0][key], ranks[0]["mpi" + key[3:]], atol=tol)
+
+
+def test_fit_through_mpi_allreduce_equals_the_shared_memory_one(tmp_path):
+    (tmp_path / "shm").mkdir()
+    (tmp_path / "mpi").mkdir()
+    mpirun(2, WORKER, "fit", tmp_path / "shm")
+    mpirun(2, WORKER, "fit", tmp_path / "mpi", env={"XPNET_SHARED_MEMORY_ALLREDUCE": "0"})
+    shm, mpi = _ranks(tmp_path / "shm", 2)[0], _ranks(tmp_path / "mpi", 2)[0]
+    assert int(shm["shared_used"]) == 1 and int(mpi["shared_used"]) == 0
+    for key in shm:
+        if key.startswith(("w", "h_")):
+            np.testing.assert_array_equal(shm[key], mpi[key])
 
 
 def test_resume_with_another_number_of_ranks(tmp_path):

@@ -99,6 +99,27 @@ class ParameterBuffer:
             for p, (a, b) in zip(self.params, self.slices, strict=True)
         ]
 
+    def move_grad(self, flat: Any) -> None:
+        """Move the gradient buffer into ``flat`` (1-D, shaped like :attr:`grad`): copy the
+        gradients there and rebind the parameters' gradient views to it.
+
+        For memory the gradients must live in, such as a window other processes read (the
+        shared-memory all-reduce of :mod:`xpnet.distributed`). A parameter whose ``grad`` was
+        rebound away from the buffer keeps its own array.
+        """
+        if tuple(flat.shape) != tuple(self.grad.shape) or flat.dtype != self.grad.dtype:
+            raise ValueError(
+                f"xpnet: a gradient buffer of shape {tuple(self.grad.shape)} and dtype "
+                f"{self.grad.dtype} cannot move into one of shape {tuple(flat.shape)} and "
+                f"dtype {flat.dtype}"
+            )
+        flat[...] = self.grad
+        views = tuple(self.views(flat))
+        for p, old, new in zip(self.params, self._grad_views, views, strict=True):
+            if p.grad is old:
+                p.grad = new
+        self.grad, self._grad_views = flat, views
+
     def holds(self, params: Sequence[Parameter]) -> bool:
         """Whether ``params`` are exactly this buffer's parameters, in order, with ``data`` and
         ``grad`` still its views (identity checks only: no device work)."""

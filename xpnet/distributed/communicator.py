@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import _backend_name_of, get_backend
+from .shared_memory import SharedMemoryAllreducer, shared_memory_wanted
 
 __all__ = ["Communicator", "init", "launcher_world_size"]
 
@@ -78,6 +79,9 @@ class Communicator:
             local.Free()
         self._nccl: Any = None  # created on the first cupy collective
         self._warned_host_copies = False
+        # Shared-memory windows by (elements, dtype), kept for the communicator's life: freeing
+        # one is collective, and a fit that ends early on one rank must not hang the others.
+        self._shared: dict[tuple[int, str], SharedMemoryAllreducer | None] = {}
 
     @property
     def is_root(self) -> bool:
@@ -180,6 +184,22 @@ class Communicator:
             time.sleep(0.5)
             self.mpi_comm.Abort(code)
         os._exit(code)
+
+    def shared_memory_allreducer(self, size: int, dtype: Any) -> SharedMemoryAllreducer | None:
+        """A shared-memory all-reduce of ``size`` elements for ranks on one machine, or None.
+
+        Collective: every rank must call it with the same arguments. None when the ranks are
+        alone or on several machines, for dtypes other than float32/float64, when
+        ``XPNET_SHARED_MEMORY_ALLREDUCE=0``, when ``/dev/shm`` lacks the room, and while the
+        window of that size is already taken by another fit.
+        """
+        if self.size == 1 or self.mpi_comm is None or not shared_memory_wanted():
+            return None
+        key = (int(size), np.dtype(dtype).str)
+        if key not in self._shared:
+            self._shared[key] = SharedMemoryAllreducer.create(self.mpi_comm, size, dtype)
+        found = self._shared[key]
+        return None if found is None or found.in_use else found
 
     # ----------------------------------------------------------------- helpers
     def _mpi_allreduce(self, host: np.ndarray) -> None:

@@ -22,8 +22,9 @@ import numpy as np
 
 from ..backend import namespace_of
 from ..losses import Loss
-from ..parameter import Parameter
+from ..parameter import Parameter, ParameterBuffer
 from .communicator import Communicator
+from .shared_memory import SharedMemoryAllreducer
 
 __all__ = ["DataParallel", "split_rows"]
 
@@ -60,6 +61,9 @@ class DataParallel:
         self.comm = communicator if communicator is not None else Communicator(None)
         self.size, self.rank = self.comm.size, self.comm.rank
         self._synced: list[Any] = []
+        # The shared-memory all-reduce this fit's gradient buffer moved into, if any.
+        self._shared: SharedMemoryAllreducer | None = None
+        self._shared_buffer: ParameterBuffer | None = None
 
     @property
     def is_root(self) -> bool:
@@ -126,6 +130,14 @@ class DataParallel:
                 self.comm.broadcast(array)
         state = json.dumps(rng.bit_generator.state).encode()
         rng.bit_generator.state = json.loads(self.comm.broadcast_bytes(state))
+        if buf is not None and buf.holds(params) and isinstance(buf.grad, np.ndarray):
+            # Ranks on one machine: the backward pass writes the gradients straight into a
+            # shared window and the all-reduce reads them there (shared_memory.py).
+            shared = self.comm.shared_memory_allreducer(int(buf.grad.shape[0]), buf.grad.dtype)
+            if shared is not None:
+                buf.move_grad(shared.buffer)
+                shared.in_use = True
+                self._shared, self._shared_buffer = shared, buf
 
     # ----------------------------------------------------------------- per step
     def part(self, rows: int) -> tuple[int, int]:
@@ -156,7 +168,11 @@ class DataParallel:
             return
         buf = params[0].buffer
         if buf is not None and buf.holds(params):
-            self.comm.allreduce(buf.grad)
+            shared = self._shared
+            if shared is not None and buf is self._shared_buffer and buf.grad is shared.buffer:
+                shared.allreduce()
+            else:
+                self.comm.allreduce(buf.grad)
             return
         # Gradients rebound outside the flat buffer: pack them into one, still one all-reduce.
         xp = namespace_of(*(p.grad for p in params))
@@ -175,7 +191,14 @@ class DataParallel:
         return [float(v) for v in self.comm.reduce_metrics(values)]
 
     def finish(self) -> None:
-        """Detach the layers that were given the communicator."""
+        """Detach the layers that were given the communicator; take the gradients out of the
+        shared window, so that the model holds no memory of the job's after the fit."""
         for layer in self._synced:
             layer.set_communicator(None)
         self._synced = []
+        shared, buf = self._shared, self._shared_buffer
+        if shared is not None and buf is not None:
+            if buf.grad is shared.buffer:
+                buf.move_grad(np.empty_like(buf.grad))
+            shared.in_use = False
+        self._shared = self._shared_buffer = None
