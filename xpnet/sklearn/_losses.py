@@ -17,7 +17,7 @@ from typing import Any
 
 from ..backend import namespace_of
 from ..kernels import get_kernels
-from ..losses import BinaryCrossEntropy, Loss
+from ..losses import BinaryCrossEntropy, Loss, _one_hot
 
 __all__ = ["LOSS_KINDS", "HalfSquaredError", "LogisticLoss", "PoissonLoss", "SoftmaxLogLoss"]
 
@@ -84,10 +84,7 @@ class SoftmaxLogLoss(_SklearnLoss):
         if self.weighted:
             labels = xp.astype(labels[:, 0], xp.int64)
         c = int(output.shape[1])
-        classes = xp.arange(c, dtype=labels.dtype, device=labels.device)
-        onehot = xp.astype(
-            xp.expand_dims(labels, axis=1) == xp.expand_dims(classes, axis=0), output.dtype
-        )
+        onehot = _one_hot(xp, labels, c, output.dtype)
         if self.label_smoothing:
             s = self.label_smoothing
             onehot = (1.0 - s) * onehot + s / c
