@@ -15,7 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout
 import numpy as np
 
 from xpnet import DivergenceError, Sequential, distributed
-from xpnet.callbacks import CSVLogger, ModelCheckpoint
+from xpnet.callbacks import Callback, CSVLogger, ModelCheckpoint
+from xpnet.distributed.shared_memory import SharedMemoryAllreducer, _room_in_dev_shm
 from xpnet.layers import BatchNorm, Dense, Dropout, ReLU
 
 
@@ -100,36 +101,76 @@ def save(out: Path, rank: int, model: Sequential, history: object, **extra: obje
     np.savez(out / f"rank{rank}.npz", **arrays, **extra)
 
 
+SHARED_CALLS = 0  # the shared-memory all-reduces this process made, counted below
+_shared_allreduce = SharedMemoryAllreducer.allreduce
+
+
+def _counted_allreduce(self: SharedMemoryAllreducer) -> np.ndarray:
+    global SHARED_CALLS
+    SHARED_CALLS += 1
+    return _shared_allreduce(self)
+
+
+SharedMemoryAllreducer.allreduce = _counted_allreduce  # type: ignore[method-assign]
+
+
 def shared_memory_state(comm: object, model: Sequential) -> dict[str, object]:
-    """Whether the fit's gradients went through a shared window, and left it afterwards."""
-    windows = [w for w in comm._shared.values() if w is not None]  # type: ignore[attr-defined]
+    """How many shared-memory all-reduces ran, whether /dev/shm had the room for them, and
+    whether the model's gradients left the window after the fit."""
+    cached = comm._shared  # type: ignore[attr-defined]
+    window = cached[1] if cached else None
     grad = model.parameters()[0].buffer.grad
     return {
-        "shared_used": len(windows),
-        "grad_left_window": all(not np.shares_memory(grad, w.buffer) for w in windows),
-        "window_free_again": all(not w.in_use for w in windows),
+        "shared_calls": SHARED_CALLS,
+        "dev_shm_room": _room_in_dev_shm(2 * grad.nbytes * comm.size),  # type: ignore[attr-defined]
+        "grad_left_window": window is None or not np.shares_memory(grad, window.buffer),
+        "window_free_again": window is None or not window.in_use,
     }
 
 
-def shared_memory_sums(comm: object) -> dict[str, np.ndarray]:
+def shared_memory_sums(comm: object, calls: int = 10) -> dict[str, np.ndarray]:
     """The shared-memory sum against MPI_Allreduce's, for sizes that leave chunks uneven or
-    empty, two calls in a row on one window, and both float dtypes."""
+    empty and both float dtypes; the calls follow each other with nothing in between (no
+    other collective), each overwriting the buffer at once, as a training step does."""
     result: dict[str, np.ndarray] = {}
+    rank = comm.rank  # type: ignore[attr-defined]
     for dtype in ("float32", "float64"):
         for size in (1, 7, 1000):
-            shared = comm.shared_memory_allreducer(size, dtype)  # type: ignore[attr-defined]
+            values = [
+                np.random.default_rng(100 * rank + c).normal(size=size).astype(dtype)
+                for c in range(calls)
+            ]
+            possible = comm.shared_memory_possible(size, dtype)  # type: ignore[attr-defined]
+            shared = comm.shared_memory_allreducer(size, dtype) if possible else None  # type: ignore[attr-defined]
             result[f"available_{dtype}_{size}"] = np.asarray(shared is not None)
             if shared is None:
                 continue
-            for call in range(2):
-                rng = np.random.default_rng(100 * comm.rank + call)  # type: ignore[attr-defined]
-                values = rng.normal(size=size).astype(dtype)
-                reference = comm.allreduce(values.copy())  # type: ignore[attr-defined]
-                shared.buffer[...] = values
-                total = shared.allreduce()
-                result[f"mpi_{dtype}_{size}_{call}"] = reference
-                result[f"shm_{dtype}_{size}_{call}"] = total.copy()
+            totals = []
+            for v in values:
+                shared.buffer[...] = v
+                totals.append(shared.allreduce().copy())
+            for c, (v, total) in enumerate(zip(values, totals, strict=True)):
+                result[f"mpi_{dtype}_{size}_{c}"] = comm.allreduce(v.copy())  # type: ignore[attr-defined]
+                result[f"shm_{dtype}_{size}_{c}"] = total
     return result
+
+
+class _RaiseAtTrainEnd(Callback):
+    def on_train_end(self, logs: object = None) -> None:
+        raise RuntimeError("injected failure in on_train_end on rank 0")
+
+
+def _rebind_last_gradient(model: Sequential) -> None:
+    """Make the last Dense layer hand back a gradient outside the flat buffer every step."""
+    layer = model.layers[-1]
+    backward = layer.backward
+
+    def rebinding(grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray:
+        out = backward(grad, need_input_grad)
+        layer.W.grad = layer.W.grad.copy()
+        return out
+
+    layer.backward = rebinding  # type: ignore[method-assign]
 
 
 def main() -> int:
@@ -189,7 +230,11 @@ def main() -> int:
                 stopped = "no"
             except DivergenceError as exc:
                 stopped = str(exc)
-            np.savez(out / f"rank{comm.rank}.npz", stopped=stopped)
+            # The fit that diverged gave its window back: the next one takes it again.
+            model = make_model(100)
+            fit(model, comm, epochs=1)
+            state = shared_memory_state(comm, model)
+            np.savez(out / f"rank{comm.rank}.npz", stopped=stopped, **state)
         elif scenario == "fail":
             model = make_model(100)
             if comm.rank == 1:
@@ -198,6 +243,32 @@ def main() -> int:
         elif scenario == "mismatch":
             X, y, _, _ = problem(101 + comm.rank)  # rank 1 has one row more
             make_model(100).fit(X, y, batch_size=50, communicator=comm)
+        elif scenario == "rebind":
+            # Rank 1's last layer rebinds its weight gradient outside the window every step.
+            model = make_model(100)
+            if comm.rank == 1:
+                _rebind_last_gradient(model)
+            history = fit(model, comm, epochs=3)
+            save(out, comm.rank, model, history, **shared_memory_state(comm, model))
+        elif scenario == "refit":
+            # Fits of another model size in between: the old window is freed, a new one made.
+            first = make_model(100)
+            fit(first, comm, epochs=1)
+            window = comm._shared[1]
+            calls = [SHARED_CALLS]
+            wide = Sequential([Dense(12, 40), ReLU(), Dense(40, 3)], dtype="float64", seed=1)
+            fit(wide, comm, epochs=1)
+            calls.append(SHARED_CALLS)
+            model = make_model(100)
+            history = fit(model, comm, epochs=3)
+            calls.append(SHARED_CALLS)
+            freed = window is not None and window.views == []
+            state = shared_memory_state(comm, model)
+            save(out, comm.rank, model, history, calls=calls, first_freed=freed, **state)
+        elif scenario == "train_end_fails":
+            cbs = [_RaiseAtTrainEnd()] if comm.rank == 0 else []
+            fit(make_model(100), comm, epochs=1, callbacks=cbs)
+            fit(make_model(100), comm, epochs=1)  # would hang if rank 0 went on alone
         elif scenario == "shared":
             np.savez(out / f"rank{comm.rank}.npz", **shared_memory_sums(comm))
         elif scenario == "allreduce":

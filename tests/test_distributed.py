@@ -15,7 +15,7 @@ import pytest
 import xpnet
 from xpnet import Sequential, distributed
 from xpnet.distributed import Communicator, DataParallel, launcher_world_size, split_rows
-from xpnet.distributed.shared_memory import shared_memory_wanted
+from xpnet.distributed.shared_memory import SharedMemoryAllreducer, shared_memory_wanted
 from xpnet.layers import BatchNorm, Dense, Dropout, ReLU
 
 
@@ -246,8 +246,27 @@ def test_shared_memory_allreduce_switch_rejects_other_values():
         shared_memory_wanted({"XPNET_SHARED_MEMORY_ALLREDUCE": "2"})
 
 
-def test_a_size_one_communicator_has_no_shared_memory_allreducer():
-    assert Communicator(None).shared_memory_allreducer(10, np.float32) is None
+def test_a_size_one_communicator_has_no_shared_memory_path():
+    assert not Communicator(None).shared_memory_possible(10, np.float32)
+
+
+@pytest.mark.parametrize(
+    ("size", "dtype", "expected"),
+    [
+        (1, np.float32, True),
+        (10, np.float64, True),
+        (0, np.float32, False),
+        (10, np.float16, False),
+        (10, np.int64, False),
+    ],
+)
+def test_the_shared_memory_path_takes_float32_and_float64_buffers(size, dtype, expected):
+    assert SharedMemoryAllreducer.supports(size, dtype) is expected
+
+
+def test_a_shared_window_of_another_dtype_is_refused_before_any_collective():
+    with pytest.raises(ValueError, match="float32 or float64 element, got 4 of float16"):
+        SharedMemoryAllreducer.create(None, 4, np.float16)
 
 
 def test_a_gradient_buffer_moves_into_given_memory_with_its_views():

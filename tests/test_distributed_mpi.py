@@ -41,16 +41,45 @@ def _env():
     return env
 
 
+SHM = Path("/dev/shm")
+
+
+def _mpich_segments():
+    return {p.name for p in SHM.glob("mpich_shm_*")} if SHM.is_dir() else set()
+
+
+def _remove_abandoned_segments(before):
+    """MPICH leaves its shared-memory segments in /dev/shm when a job is aborted (2 MiB a
+    job, for good); remove the ones this job left that no live process still maps."""
+    new = _mpich_segments() - before
+    if not new:
+        return
+    mapped = set()
+    for maps in Path("/proc").glob("[0-9]*/maps"):
+        try:
+            text = maps.read_text()
+        except OSError:  # the process ended meanwhile, or is not ours to read
+            continue
+        mapped |= {name for name in new if name in text}
+    for name in new - mapped:
+        (SHM / name).unlink(missing_ok=True)
+
+
 def mpirun(n, *args, timeout=120, check=True, env=None):
     cmd = [MPIEXEC, "-n", str(n), sys.executable, *map(str, args)]
-    proc = subprocess.run(
-        cmd,
-        cwd=ROOT,
-        env={**_env(), **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    before = _mpich_segments()
+    try:
+        proc = subprocess.run(
+            cmd,
+            cwd=ROOT,
+            env={**_env(), **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    finally:
+        if not check:  # a job expected to end in an abort
+            _remove_abandoned_segments(before)
     if check:
         assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc
@@ -93,11 +122,23 @@ def test_data_parallel_fit_equals_one_process(tmp_path, n):
         assert results[0].keys() == other.keys()
         for key in results[0]:
             np.testing.assert_array_equal(results[0][key], other[key])
-    assert int(results[0]["shared_used"]) == 1  # one machine: the shared-memory all-reduce
-    assert bool(results[0]["grad_left_window"]) and bool(results[0]["window_free_again"])
+    _assert_shared_path(results, steps=9)  # 3 epochs of 3 global batches
     model = mpi_worker.make_model(100)
     history = mpi_worker.fit(model, None, epochs=3)
     _assert_same_run(results[0], model, history, rtol=1e-10)
+
+
+def _assert_shared_path(results, steps):
+    """One machine: every step's all-reduce went through the window (where /dev/shm has the
+    room for it, else none did), and the gradients left it after the fit."""
+    for r in results:
+        assert int(r["shared_calls"]) == (steps if bool(r["dev_shm_room"]) else 0)
+        assert bool(r["grad_left_window"]) and bool(r["window_free_again"])
+
+
+def _fit_reference(epochs=3):
+    model = mpi_worker.make_model(100)
+    return model, mpi_worker.fit(model, None, epochs=epochs)
 
 
 def test_shared_memory_allreduce_gives_mpi_allreduce_bits(tmp_path):
@@ -106,7 +147,7 @@ def test_shared_memory_allreduce_gives_mpi_allreduce_bits(tmp_path):
     for dtype in ("float32", "float64"):
         for size in (1, 7, 1000):
             assert bool(ranks[0][f"available_{dtype}_{size}"])
-            for call in range(2):
+            for call in range(10):
                 rng = [np.random.default_rng(100 * r + call) for r in (0, 1)]
                 a, b = (g.normal(size=size).astype(dtype) for g in rng)
                 for r in ranks:  # two ranks: a + b, the bits MPI_Allreduce gives
@@ -117,13 +158,18 @@ def test_shared_memory_allreduce_gives_mpi_allreduce_bits(tmp_path):
 def test_shared_memory_allreduce_on_three_ranks_sums_once_for_all(tmp_path):
     mpirun(3, WORKER, "shared", tmp_path)
     ranks = _ranks(tmp_path, 3)
+    compared = 0
     for key in ranks[0]:
+        if key.startswith("available_"):
+            assert bool(ranks[0][key]), key
         if key.startswith("shm_"):
             for other in ranks[1:]:  # each chunk summed by one rank: the same bits everywhere
                 np.testing.assert_array_equal(ranks[0][key], other[key])
             # Sums of three N(0, 1) numbers in another order: a few units in the last place.
             tol = 1e-6 if "float32" in key else 1e-14
             np.testing.assert_allclose(ranks[0][key], ranks[0]["mpi" + key[3:]], atol=tol)
+            compared += 1
+    assert compared == 2 * 3 * 10
 
 
 def test_fit_through_mpi_allreduce_equals_the_shared_memory_one(tmp_path):
@@ -131,11 +177,56 @@ def test_fit_through_mpi_allreduce_equals_the_shared_memory_one(tmp_path):
     (tmp_path / "mpi").mkdir()
     mpirun(2, WORKER, "fit", tmp_path / "shm")
     mpirun(2, WORKER, "fit", tmp_path / "mpi", env={"XPNET_SHARED_MEMORY_ALLREDUCE": "0"})
-    shm, mpi = _ranks(tmp_path / "shm", 2)[0], _ranks(tmp_path / "mpi", 2)[0]
-    assert int(shm["shared_used"]) == 1 and int(mpi["shared_used"]) == 0
-    for key in shm:
+    shm, mpi = _ranks(tmp_path / "shm", 2), _ranks(tmp_path / "mpi", 2)
+    _assert_shared_path(shm, steps=9)
+    assert all(int(r["shared_calls"]) == 0 for r in mpi)
+    for key in shm[0]:
+        if key.startswith(("w", "h_")):  # two ranks: a + b either way, so the same bits
+            np.testing.assert_array_equal(shm[0][key], mpi[0][key])
+
+
+def test_ranks_that_disagree_on_the_shared_path_all_take_mpi(tmp_path):
+    # Rank 0 has the path switched off, rank 1 not: neither may wait for the other in a
+    # collective of another kind.
+    cmd = [MPIEXEC, "-n", "1", "-env", "XPNET_SHARED_MEMORY_ALLREDUCE", "0"]
+    cmd += [sys.executable, str(WORKER), "fit", str(tmp_path), ":", "-n", "1"]
+    cmd += [sys.executable, str(WORKER), "fit", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    results = _ranks(tmp_path, 2)
+    assert [int(r["shared_calls"]) for r in results] == [0, 0]
+    model, history = _fit_reference()
+    _assert_same_run(results[1], model, history, rtol=1e-10)
+
+
+def test_a_gradient_rebound_on_one_rank_still_sums_in_the_window(tmp_path):
+    mpirun(2, WORKER, "rebind", tmp_path)
+    results = _ranks(tmp_path, 2)
+    _assert_shared_path(results, steps=9)
+    for key in results[0]:
         if key.startswith(("w", "h_")):
-            np.testing.assert_array_equal(shm[key], mpi[key])
+            np.testing.assert_array_equal(results[0][key], results[1][key])
+    model, history = _fit_reference()
+    _assert_same_run(results[0], model, history, rtol=1e-10)
+
+
+def test_a_fit_of_another_size_frees_the_window_and_makes_its_own(tmp_path):
+    mpirun(2, WORKER, "refit", tmp_path)
+    results = _ranks(tmp_path, 2)
+    for r in results:
+        if bool(r["dev_shm_room"]):
+            assert list(r["calls"]) == [3, 6, 15]  # 3 steps, 3 steps, then 3 epochs of 3
+            assert bool(r["first_freed"])
+    _assert_shared_path(results, steps=15)
+    model, history = _fit_reference()
+    _assert_same_run(results[0], model, history, rtol=1e-10)
+
+
+def test_a_callback_failing_at_train_end_on_one_rank_ends_the_job(tmp_path):
+    proc = mpirun(2, WORKER, "train_end_fails", tmp_path, timeout=60, check=False)
+    assert proc.returncode != 0
+    assert "injected failure in on_train_end on rank 0" in proc.stderr
+    assert "rank 0 of 2 failed" in proc.stderr
 
 
 def test_resume_with_another_number_of_ranks(tmp_path):
@@ -219,6 +310,7 @@ def test_a_nan_on_one_rank_stops_every_rank_at_the_same_step(tmp_path):
     r0, r1 = _ranks(tmp_path, 2)
     assert "epoch 1, step 1" in str(r0["stopped"])
     assert str(r0["stopped"]) == str(r1["stopped"])
+    _assert_shared_path([r0, r1], steps=1 + 3)  # the diverged fit's one step, then 3 steps
 
 
 def test_an_exception_on_one_rank_ends_the_job_quickly(tmp_path):

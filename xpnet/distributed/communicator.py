@@ -79,9 +79,9 @@ class Communicator:
             local.Free()
         self._nccl: Any = None  # created on the first cupy collective
         self._warned_host_copies = False
-        # Shared-memory windows by (elements, dtype), kept for the communicator's life: freeing
-        # one is collective, and a fit that ends early on one rank must not hang the others.
-        self._shared: dict[tuple[int, str], SharedMemoryAllreducer | None] = {}
+        # The last shared-memory window, by (elements, dtype), kept for the next fit of that
+        # size (None inside: the path does not apply to this job).
+        self._shared: tuple[tuple[int, str], SharedMemoryAllreducer | None] | None = None
 
     @property
     def is_root(self) -> bool:
@@ -185,21 +185,39 @@ class Communicator:
             self.mpi_comm.Abort(code)
         os._exit(code)
 
+    def shared_memory_possible(self, size: int, dtype: Any) -> bool:
+        """Whether this rank could sum ``size`` elements of ``dtype`` in a shared window.
+
+        A local answer: more than one rank, ``XPNET_SHARED_MEMORY_ALLREDUCE`` not 0, a float32
+        or float64 buffer, and no other fit using the window now. The ranks must agree before
+        any of them calls :meth:`shared_memory_allreducer` (see ``DataParallel.start``).
+        """
+        if self.size == 1 or self.mpi_comm is None or not shared_memory_wanted():
+            return False
+        if not SharedMemoryAllreducer.supports(size, dtype):
+            return False
+        return self._shared is None or not self._shared[1] or not self._shared[1].in_use
+
     def shared_memory_allreducer(self, size: int, dtype: Any) -> SharedMemoryAllreducer | None:
         """A shared-memory all-reduce of ``size`` elements for ranks on one machine, or None.
 
-        Collective: every rank must call it with the same arguments. None when the ranks are
-        alone or on several machines, for dtypes other than float32/float64, when
-        ``XPNET_SHARED_MEMORY_ALLREDUCE=0``, when ``/dev/shm`` lacks the room, and while the
-        window of that size is already taken by another fit.
+        Collective: every rank calls it with the same arguments, once all of them found
+        :meth:`shared_memory_possible`. The communicator keeps the last window for the next
+        fit of the same size; a fit of another size frees it first (the ranks reach that
+        point together, so the collective free cannot hang). None when the ranks span
+        machines or ``/dev/shm`` lacks the room.
         """
-        if self.size == 1 or self.mpi_comm is None or not shared_memory_wanted():
-            return None
         key = (int(size), np.dtype(dtype).str)
-        if key not in self._shared:
-            self._shared[key] = SharedMemoryAllreducer.create(self.mpi_comm, size, dtype)
-        found = self._shared[key]
-        return None if found is None or found.in_use else found
+        if self._shared is not None:
+            if self._shared[0] == key:
+                return self._shared[1]
+            old = self._shared[1]
+            self._shared = None
+            if old is not None:
+                old.free()
+        found = SharedMemoryAllreducer.create(self.mpi_comm, size, dtype)
+        self._shared = (key, found)
+        return found
 
     # ----------------------------------------------------------------- helpers
     def _mpi_allreduce(self, host: np.ndarray) -> None:

@@ -16,6 +16,7 @@ batch, the gradient is not rescaled, and every collective is an identity.
 from __future__ import annotations
 
 import json
+import zlib
 from typing import Any
 
 import numpy as np
@@ -105,14 +106,15 @@ class DataParallel:
             int(start_epoch),
             int(shuffle),
             sum(p.size for p in params),
+            zlib.crc32(str(params[0].data.dtype).encode()) if params else 0,
             int(np.float64(float(xp.sum(X))).view(np.int64)),
             int(np.float64(float(xp.sum(y))).view(np.int64)),
         ]
         if not self.comm.agree(fingerprint):
             raise ValueError(
                 "xpnet: the ranks of a data-parallel fit disagree on the data (rows or values), "
-                "batch_size, epochs, resume point, shuffle or model size; every rank must pass "
-                "the same data and arguments"
+                "batch_size, epochs, resume point, shuffle, model size or dtype; every rank must "
+                "pass the same data and arguments"
             )
         if batch_size < self.size:
             raise ValueError(
@@ -130,14 +132,30 @@ class DataParallel:
                 self.comm.broadcast(array)
         state = json.dumps(rng.bit_generator.state).encode()
         rng.bit_generator.state = json.loads(self.comm.broadcast_bytes(state))
-        if buf is not None and buf.holds(params) and isinstance(buf.grad, np.ndarray):
-            # Ranks on one machine: the backward pass writes the gradients straight into a
-            # shared window and the all-reduce reads them there (shared_memory.py).
-            shared = self.comm.shared_memory_allreducer(int(buf.grad.shape[0]), buf.grad.dtype)
-            if shared is not None:
-                buf.move_grad(shared.buffer)
-                shared.in_use = True
-                self._shared, self._shared_buffer = shared, buf
+        self._share_gradients(params, buf)
+
+    def _share_gradients(self, params: list[Parameter], buf: ParameterBuffer | None) -> None:
+        """On one machine, move the gradient buffer into a shared window (shared_memory.py),
+        where the backward pass writes and the all-reduce reads; all ranks or none."""
+        local = (
+            buf is not None
+            and buf.holds(params)
+            and isinstance(buf.grad, np.ndarray)
+            and self.comm.shared_memory_possible(int(buf.grad.shape[0]), buf.grad.dtype)
+        )
+        # One rank that cannot (another environment, a rebound gradient) sends all through
+        # MPI: a rank in the window's barrier and one in MPI_Allreduce would wait forever.
+        refusals = self.comm.reduce_metrics([0.0 if local else 1.0])[0]
+        if refusals or buf is None:
+            return
+        shared = self.comm.shared_memory_allreducer(int(buf.grad.shape[0]), buf.grad.dtype)
+        if shared is None:
+            return
+        # Recorded before the move, so that finish() brings the gradients back whatever
+        # interrupts this.
+        shared.in_use = True
+        self._shared, self._shared_buffer = shared, buf
+        buf.move_grad(shared.buffer)
 
     # ----------------------------------------------------------------- per step
     def part(self, rows: int) -> tuple[int, int]:
@@ -167,12 +185,21 @@ class DataParallel:
         if self.size == 1 or not params:
             return
         buf = params[0].buffer
-        if buf is not None and buf.holds(params):
-            shared = self._shared
-            if shared is not None and buf is self._shared_buffer and buf.grad is shared.buffer:
+        shared = self._shared
+        if shared is not None:
+            # Decided for the whole fit at start: every rank sums in the window every step.
+            if (
+                buf is not None
+                and buf is self._shared_buffer
+                and buf.holds(params)
+                and (buf.grad is shared.buffer)
+            ):
                 shared.allreduce()
             else:
-                self.comm.allreduce(buf.grad)
+                self._allreduce_rebound(shared, params)
+            return
+        if buf is not None and buf.holds(params):
+            self.comm.allreduce(buf.grad)
             return
         # Gradients rebound outside the flat buffer: pack them into one, still one all-reduce.
         xp = namespace_of(*(p.grad for p in params))
@@ -182,6 +209,26 @@ class DataParallel:
         for p in params:
             p.grad[...] = xp.reshape(flat[start : start + p.size], p.grad.shape)
             start += p.size
+
+    def _allreduce_rebound(self, shared: SharedMemoryAllreducer, params: list[Parameter]) -> None:
+        """The window's all-reduce for a rank whose layer rebound a gradient outside it: copy
+        those gradients in and the sums back out, as the other ranks sum in the window."""
+        buf = self._shared_buffer
+        assert buf is not None  # set together with self._shared
+        if len(params) != len(buf.params):
+            raise ValueError(
+                f"xpnet: the model has {len(params)} parameters, but had {len(buf.params)} "
+                "when the data-parallel fit started; layers cannot change during a fit"
+            )
+        views = buf.views(shared.buffer)
+        moved = [
+            (p, v) for p, v in zip(params, views, strict=True) if not np.may_share_memory(p.grad, v)
+        ]
+        for p, v in moved:
+            v[...] = np.reshape(p.grad, v.shape)
+        shared.allreduce()
+        for p, v in moved:
+            p.grad[...] = np.reshape(v, p.grad.shape)
 
     # ----------------------------------------------------------------- per epoch
     def reduce(self, values: list[float]) -> list[float]:

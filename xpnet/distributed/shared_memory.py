@@ -13,6 +13,9 @@ a chunk is ``a + b``, the bits ``MPI.Allreduce`` gives. Measured on the 2-core m
 It is a fast path of :meth:`xpnet.distributed.DataParallel.allreduce_gradients`, used when all
 ranks share one machine, the backend is NumPy and the window fits in ``/dev/shm``; otherwise
 the gradients go through ``MPI.Allreduce``. ``XPNET_SHARED_MEMORY_ALLREDUCE=0`` turns it off.
+The ranks decide together (a rank that cannot take the path sends all of them through MPI),
+since a rank in the window's barrier and one in ``MPI_Allreduce`` would wait for each other
+forever.
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ import numpy as np
 
 __all__ = ["SharedMemoryAllreducer", "shared_memory_wanted"]
 
-# Room left in /dev/shm beyond the windows: MPICH keeps its own cells there, and a tmpfs that
-# fills up ends the process that touches the next page with SIGBUS instead of an error.
-_SHM_MARGIN = 64 << 20
+# Room left in /dev/shm beyond the windows: MPICH keeps its own cells there (about 2 MiB for
+# two ranks), and a tmpfs that fills up ends the process that touches the next page with
+# SIGBUS instead of an error. Small enough for Docker's default 64 MiB /dev/shm.
+_SHM_MARGIN = 16 << 20
+_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def shared_memory_wanted(environ: Any = None) -> bool:
@@ -73,6 +78,7 @@ class SharedMemoryAllreducer:
         self.rank = int(node.Get_rank())
         n, size = int(views[0].shape[0]), len(views)
         self.bounds = [r * n // size for r in range(size + 1)]
+        #: Set while a fit's gradients live in the window (a nested fit then uses MPI).
         self.in_use = False
 
     @property
@@ -80,16 +86,27 @@ class SharedMemoryAllreducer:
         """This rank's buffer: write the values to sum here."""
         return self.views[self.rank]
 
+    @staticmethod
+    def supports(size: int, dtype: Any) -> bool:
+        """Whether a buffer of ``size`` elements of ``dtype`` can take this path."""
+        return size >= 1 and np.dtype(dtype) in _DTYPES
+
     @classmethod
     def create(cls, mpi_comm: Any, size: int, dtype: Any) -> SharedMemoryAllreducer | None:
-        """A window of ``size`` elements of ``dtype`` per rank, or None where the path does
-        not apply: ranks on several machines, a dtype other than float32/float64, or too
-        little room in ``/dev/shm``. Every rank gets the same answer."""
+        """A window of ``size`` elements of ``dtype`` per rank (see :meth:`supports`), or
+        None when the ranks span machines or ``/dev/shm`` lacks the room.
+
+        Collective over ``mpi_comm``: every rank calls it with the same arguments and gets
+        the same answer.
+        """
+        dtype = np.dtype(dtype)
+        if not cls.supports(size, dtype):
+            raise ValueError(
+                f"xpnet: a shared-memory all-reduce needs at least one float32 or float64 "
+                f"element, got {size} of {dtype}"
+            )
         from mpi4py import MPI
 
-        dtype = np.dtype(dtype)
-        if dtype not in (np.dtype(np.float32), np.dtype(np.float64)) or size < 1:
-            return None
         node = mpi_comm.Split_type(MPI.COMM_TYPE_SHARED, key=mpi_comm.Get_rank())
         if node.Get_size() != mpi_comm.Get_size():
             # Several machines: a two-level all-reduce would be needed; MPI's covers it.
@@ -103,7 +120,7 @@ class SharedMemoryAllreducer:
             node.Free()
             return None
         info = MPI.Info.Create()
-        # Each rank's part on its own pages (its own NUMA node, no shared cache line).
+        # Each rank's part on its own pages: no cache line shared between two ranks' parts.
         info.Set("alloc_shared_noncontig", "true")
         win = MPI.Win.Allocate_shared(size * dtype.itemsize, dtype.itemsize, info=info, comm=node)
         info.Free()
@@ -113,6 +130,13 @@ class SharedMemoryAllreducer:
             memory: Any = win.Shared_query(r)[0]
             views.append(np.frombuffer(memory, dtype=dtype, count=size))
         return cls(node, win, views)
+
+    def free(self) -> None:
+        """Release the window (collective over its ranks; not while a fit uses it)."""
+        self.win.Unlock_all()
+        self.win.Free()
+        self.node.Free()
+        self.views = []
 
     def _fence(self) -> None:
         # Win_sync orders this rank's stores and loads around the barrier, as MPI's unified

@@ -127,20 +127,22 @@ def train(
             hooks.on_epoch_end(epoch, logs)
             if model.stop_training:
                 break
+        hooks.on_train_end(None)
     except KeyboardInterrupt:
         history.interrupted = True
+        hooks.on_train_end(None)
     except DivergenceError:
         # Decided on the global loss, so every rank raises it at the same step.
         hooks.on_train_end(None)
-        dp.finish()
         raise
     except Exception as exc:
         if dp.size > 1:  # the other ranks would wait in their next collective forever
             report_and_abort(dp.comm, exc, 1)
-        dp.finish()
         raise
-    hooks.on_train_end(None)
-    dp.finish()
+    finally:
+        # Whatever ended the fit (a callback's exception included): the gradients leave the
+        # shared window and the layers the communicator, on every rank alike.
+        dp.finish()
     return history
 
 
