@@ -45,6 +45,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
 
 HIDDEN = (512, 256)
+MPI_RANKS = "2 ranks x 1 thread, MPI.Allreduce"
 BATCHES = (128, 512)
 RANKS = (1, 2, 4, 8, 16, 32, 64)
 # Link bandwidths in bytes/s and per-message latencies (s) of the projection.
@@ -137,8 +138,9 @@ def _mpiexec() -> str:
     return found
 
 
-def _run(cmd: list[str], threads: int) -> dict:
+def _run(cmd: list[str], threads: int, extra_env: dict[str, str] | None = None) -> dict:
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    env.update(extra_env or {})
     env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), env.get("PYTHONPATH", "")])
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
@@ -151,10 +153,13 @@ def measure(
 ) -> dict:
     me = [sys.executable, str(Path(__file__).resolve())]
     mpiexec = [_mpiexec(), *(["-bind-to", "core"] if bind else [])]
-    configs = {
-        "2 ranks x 1 thread": ([*mpiexec, "-n", "2", *me], 1),
-        "1 process x 2 threads": (me, 2),
-        "1 process x 1 thread": (me, 1),
+    configs: dict[str, tuple[list[str], int, dict[str, str]]] = {
+        "2 ranks x 1 thread": ([*mpiexec, "-n", "2", *me], 1, {}),
+        # The same ranks with their gradients summed by MPI.Allreduce instead of the
+        # shared-memory window: what that path is worth, side by side.
+        MPI_RANKS: ([*mpiexec, "-n", "2", *me], 1, {"XPNET_SHARED_MEMORY_ALLREDUCE": "0"}),
+        "1 process x 2 threads": (me, 2, {}),
+        "1 process x 1 thread": (me, 1, {}),
     }
     epoch: dict[str, dict[str, list[float]]] = {
         str(b): {name: [] for name in configs} for b in BATCHES
@@ -165,8 +170,9 @@ def measure(
     params = n_train = 0
     for r in range(rounds):
         for batch in BATCHES:
-            for name, (prefix, threads) in configs.items():
-                res = _run([*prefix, "--worker-fit", str(batch), "--epochs", str(epochs)], threads)
+            for name, (prefix, threads, extra) in configs.items():
+                cmd = [*prefix, "--worker-fit", str(batch), "--epochs", str(epochs)]
+                res = _run(cmd, threads, extra)
                 params, n_train = res["params"], res["n"]
                 first[str(batch)][name] += res["epoch_seconds"][:warmup]
                 epoch[str(batch)][name] += res["epoch_seconds"][warmup:]
@@ -258,6 +264,9 @@ def report(result: dict) -> None:
             f"  global batch {batch}: {parts}; 2 ranks are {ratio:.2f}x as fast as 1 process "
             f"x 2 threads, {scaling:.2f}x as fast as 1 process x 1 thread"
         )
+        if MPI_RANKS in med:
+            gain = med[MPI_RANKS] / med["2 ranks x 1 thread"]
+            print(f"    the shared-memory all-reduce: {gain:.3f}x the ranks' speed with MPI's")
     print("\n2-rank MPI.Allreduce (float32, in place):")
     for size, t in result["allreduce_seconds"].items():
         print(f"  {int(size):>10,d} bytes: {t * 1e6:9.1f} us  ({int(size) / t / 1e9:6.2f} GB/s)")
