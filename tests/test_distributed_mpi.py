@@ -48,21 +48,31 @@ def _mpich_segments():
     return {p.name for p in SHM.glob("mpich_shm_*")} if SHM.is_dir() else set()
 
 
-def _remove_abandoned_segments(before):
-    """MPICH leaves its shared-memory segments in /dev/shm when a job is aborted (2 MiB a
-    job, for good); remove the ones this job left that no live process still maps."""
-    new = _mpich_segments() - before
-    if not new:
-        return
-    mapped = set()
+def _mapped(names):
+    found = set()
     for maps in Path("/proc").glob("[0-9]*/maps"):
         try:
             text = maps.read_text()
         except OSError:  # the process ended meanwhile, or is not ours to read
             continue
-        mapped |= {name for name in new if name in text}
-    for name in new - mapped:
-        (SHM / name).unlink(missing_ok=True)
+        found |= {name for name in names if name in text}
+    return found
+
+
+def _remove_abandoned_segments(before):
+    """MPICH leaves its shared-memory segments in /dev/shm when a job is aborted (2 MiB a
+    job, for good); remove the ones this job left once no live process maps them (the
+    killed ranks may take a moment to go)."""
+    left = _mpich_segments() - before
+    deadline = time.monotonic() + 3.0
+    while left:
+        still = _mapped(left)
+        for name in left - still:
+            (SHM / name).unlink(missing_ok=True)
+        if not still or time.monotonic() > deadline:
+            return
+        left = still
+        time.sleep(0.1)
 
 
 def mpirun(n, *args, timeout=120, check=True, env=None):
