@@ -6,6 +6,7 @@ compares to ``OUT_DIR/rank<r>.npz`` (a test worker: in the library only rank 0 w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -268,6 +269,17 @@ def main() -> int:
         elif scenario == "train_end_fails":
             cbs = [_RaiseAtTrainEnd()] if comm.rank == 0 else []
             fit(make_model(100), comm, epochs=1, callbacks=cbs)
+            fit(make_model(100), comm, epochs=1)  # would hang if rank 0 went on alone
+        elif scenario == "train_end_fails_after_divergence":
+            # Both ranks diverge at the same step; rank 0's on_train_end then raises.
+            X, _, _, _ = problem()
+            y = np.zeros((X.shape[0], 3))
+            y[30] = 1e300
+            cbs = [_RaiseAtTrainEnd()] if comm.rank == 0 else []
+            with contextlib.suppress(DivergenceError):
+                make_model(100).fit(
+                    X, y, batch_size=50, check_every=1, loss="mse", communicator=comm, callbacks=cbs
+                )
             fit(make_model(100), comm, epochs=1)  # would hang if rank 0 went on alone
         elif scenario == "shared":
             np.savez(out / f"rank{comm.rank}.npz", **shared_memory_sums(comm))

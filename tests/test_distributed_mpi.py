@@ -232,8 +232,9 @@ def test_a_fit_of_another_size_frees_the_window_and_makes_its_own(tmp_path):
     _assert_same_run(results[0], model, history, rtol=1e-10)
 
 
-def test_a_callback_failing_at_train_end_on_one_rank_ends_the_job(tmp_path):
-    proc = mpirun(2, WORKER, "train_end_fails", tmp_path, timeout=60, check=False)
+@pytest.mark.parametrize("scenario", ["train_end_fails", "train_end_fails_after_divergence"])
+def test_a_callback_failing_at_train_end_on_one_rank_ends_the_job(tmp_path, scenario):
+    proc = mpirun(2, WORKER, scenario, tmp_path, timeout=60, check=False)
     assert proc.returncode != 0
     assert "injected failure in on_train_end on rank 0" in proc.stderr
     assert "rank 0 of 2 failed" in proc.stderr

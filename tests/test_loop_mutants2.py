@@ -283,3 +283,52 @@ def test_set_weights_casts_to_the_models_dtype():
     assert got_W.dtype == np.float32 and got_b.dtype == np.float32
     np.testing.assert_array_equal(got_W, W)
     np.testing.assert_array_equal(got_b, [1.0, 2.0])
+
+
+class _RaisingAt(Callback):
+    """Raises ``error`` from hook ``where`` and counts the calls of on_train_end."""
+
+    def __init__(self, where: str, error: BaseException) -> None:
+        self.where, self.error, self.train_ends = where, error, 0
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        if self.where == "epoch_end":
+            raise self.error
+
+    def on_train_end(self, logs: Any = None) -> None:
+        self.train_ends += 1
+        if self.where == "train_end":
+            raise self.error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [KeyboardInterrupt(), DivergenceError("diverged in the callback"), RuntimeError("boom")],
+    ids=["interrupt", "divergence", "runtime"],
+)
+def test_what_on_train_end_raises_propagates_after_one_call(error):
+    X, y = _data(10)
+    cb = _RaisingAt("train_end", error)
+    model = _model()
+    with pytest.raises(type(error)):
+        model.fit(X, y, epochs=2, batch_size=4, verbose=0, callbacks=[cb])
+    assert cb.train_ends == 1
+    assert not model.history.interrupted
+
+
+def test_an_interrupt_during_the_epochs_ends_the_fit_with_one_on_train_end():
+    X, y = _data(10)
+    cb = _RaisingAt("epoch_end", KeyboardInterrupt())
+    history = _model().fit(X, y, epochs=3, batch_size=4, verbose=0, callbacks=[cb])
+    assert history.interrupted and cb.train_ends == 1
+    assert len(history.history["loss"]) == 1
+
+
+@pytest.mark.parametrize("error", [DivergenceError("diverged"), RuntimeError("boom")])
+def test_an_error_during_the_epochs_propagates(error):
+    X, y = _data(10)
+    cb = _RaisingAt("epoch_end", error)
+    with pytest.raises(type(error)):
+        _model().fit(X, y, epochs=3, batch_size=4, verbose=0, callbacks=[cb])
+    # A divergence ends the fit as a fit (on_train_end runs); another error does not.
+    assert cb.train_ends == (1 if isinstance(error, DivergenceError) else 0)
