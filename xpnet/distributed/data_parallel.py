@@ -184,51 +184,42 @@ class DataParallel:
         """Sum the (already weighted) gradients of all ranks: one all-reduce per step."""
         if self.size == 1 or not params:
             return
-        buf = params[0].buffer
-        shared = self._shared
-        if shared is not None:
-            # Decided for the whole fit at start: every rank sums in the window every step.
-            if (
-                buf is not None
-                and buf is self._shared_buffer
-                and buf.holds(params)
-                and (buf.grad is shared.buffer)
-            ):
-                shared.allreduce()
-            else:
-                self._allreduce_rebound(shared, params)
+        buf, shared = params[0].buffer, self._shared
+        # What the ranks sum was decided for the whole fit at start: the shared window (which
+        # the gradient buffer moved into), else the flat gradient buffer.
+        if buf is not None and buf.holds(params) and (shared is None or buf.grad is shared.buffer):
+            self._sum(buf.grad)
             return
-        if buf is not None and buf.holds(params):
-            self.comm.allreduce(buf.grad)
-            return
-        # Gradients rebound outside the flat buffer: pack them into one, still one all-reduce.
+        # Gradients rebound outside that buffer: pack them into one (the window itself, where
+        # the other ranks sum), still the one all-reduce every rank makes.
         xp = namespace_of(*(p.grad for p in params))
-        flat = xp.concat([xp.reshape(p.grad, (-1,)) for p in params])
-        self.comm.allreduce(flat)
+        if shared is None:
+            flat = xp.concat([xp.reshape(p.grad, (-1,)) for p in params])
+        else:
+            flat = shared.buffer
+            total = sum(p.size for p in params)
+            if total != int(flat.shape[0]):
+                raise ValueError(
+                    f"xpnet: the model has {total} parameter values, but had "
+                    f"{int(flat.shape[0])} when the data-parallel fit started; layers cannot "
+                    "change during a fit"
+                )
+            start = 0
+            for p in params:
+                flat[start : start + p.size] = xp.reshape(p.grad, (-1,))
+                start += p.size
+        self._sum(flat)
         start = 0
         for p in params:
             p.grad[...] = xp.reshape(flat[start : start + p.size], p.grad.shape)
             start += p.size
 
-    def _allreduce_rebound(self, shared: SharedMemoryAllreducer, params: list[Parameter]) -> None:
-        """The window's all-reduce for a rank whose layer rebound a gradient outside it: copy
-        those gradients in and the sums back out, as the other ranks sum in the window."""
-        buf = self._shared_buffer
-        assert buf is not None  # set together with self._shared
-        if len(params) != len(buf.params):
-            raise ValueError(
-                f"xpnet: the model has {len(params)} parameters, but had {len(buf.params)} "
-                "when the data-parallel fit started; layers cannot change during a fit"
-            )
-        views = buf.views(shared.buffer)
-        moved = [
-            (p, v) for p, v in zip(params, views, strict=True) if not np.may_share_memory(p.grad, v)
-        ]
-        for p, v in moved:
-            v[...] = np.reshape(p.grad, v.shape)
-        shared.allreduce()
-        for p, v in moved:
-            p.grad[...] = np.reshape(v, p.grad.shape)
+    def _sum(self, flat: Any) -> None:
+        """Sum ``flat`` over the ranks in place (with a window, ``flat`` is its buffer)."""
+        if self._shared is not None:
+            self._shared.allreduce()
+        else:
+            self.comm.allreduce(flat)
 
     # ----------------------------------------------------------------- per epoch
     def reduce(self, values: list[float]) -> list[float]:

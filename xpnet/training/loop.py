@@ -78,56 +78,61 @@ def train(
     info["communicator"] = dp.comm  # callbacks: only the root rank prints and writes
     hooks = _Hooks(callbacks, model, info)
     model.history, model.stop_training = history, False
+
+    def run_epochs() -> None:
+        """on_train_begin, the set-up of the ranks, then the epochs."""
+        hooks.on_train_begin(None)
+        start = int(info["initial_epoch"])  # a resume may have advanced it
+        dp.start(
+            model,
+            rng,
+            Xd,
+            yd,
+            batch_size=batch_size,
+            epochs=epochs,
+            start_epoch=start,
+            shuffle=shuffle,
+        )
+        for epoch in range(start, epochs):
+            t0 = time.perf_counter()
+            hooks.on_epoch_begin(epoch, None)
+            order = model.backend.asarray(rng.permutation(n) if shuffle else np.arange(n))
+            # One seed per stochastic layer and epoch, after the shuffle: a resumed run draws
+            # the same ones from the checkpointed generator.
+            seeds = [int(s) for s in rng.integers(0, 2**63 - 1, size=len(stochastic))]
+            sums: list[Any] = []  # pragma: no mutate
+            for step in range(steps):
+                idx = order[step * batch_size : min((step + 1) * batch_size, n)]
+                total = int(idx.shape[0])
+                lo, hi = dp.part(total)  # this rank's contiguous part of the global batch
+                idx, rows = idx[lo:hi], hi - lo
+                sizes = {"batch": step, "size": total, "rank_size": rows}
+                hooks.on_train_batch_begin(step, sizes)
+                for layer, seed in zip(stochastic, seeds, strict=True):
+                    layer.set_random_key(seed, step, row_offset=lo)
+                yb = xp.take(yd, idx, axis=0)
+                out = model.forward(xp.take(Xd, idx, axis=0), training=True)
+                value, grad = dp.loss_and_grad(loss_fn, out, yb, total)
+                model.backward(grad)
+                dp.allreduce_gradients(params)
+                opt.batch_rows = total
+                opt.step(params)
+                batch = [value * rows, *loss_fn.metric_sums(out, yb)]
+                sums = batch if not sums else [a + b for a, b in zip(sums, batch, strict=True)]
+                hooks.on_train_batch_end(step, {**sizes, "loss": value})
+            logs = _epoch_values(loss_fn, yd.ndim, sums, params, n, dp)
+            if val is not None:
+                scores = _validate(model, val[0], val[1], loss_fn, dp)
+                logs.update({f"val_{k}": v for k, v in scores.items()})
+            logs["seconds"] = time.perf_counter() - t0
+            logs["lr"] = float(opt.lr)
+            hooks.on_epoch_end(epoch, logs)
+            if model.stop_training:
+                break
+
     try:
         try:
-            hooks.on_train_begin(None)
-            start = int(info["initial_epoch"])  # a resume may have advanced it
-            dp.start(
-                model,
-                rng,
-                Xd,
-                yd,
-                batch_size=batch_size,
-                epochs=epochs,
-                start_epoch=start,
-                shuffle=shuffle,
-            )
-            for epoch in range(start, epochs):
-                t0 = time.perf_counter()
-                hooks.on_epoch_begin(epoch, None)
-                order = model.backend.asarray(rng.permutation(n) if shuffle else np.arange(n))
-                # One seed per stochastic layer and epoch, after the shuffle: a resumed run draws
-                # the same ones from the checkpointed generator.
-                seeds = [int(s) for s in rng.integers(0, 2**63 - 1, size=len(stochastic))]
-                sums: list[Any] = []  # pragma: no mutate
-                for step in range(steps):
-                    idx = order[step * batch_size : min((step + 1) * batch_size, n)]
-                    total = int(idx.shape[0])
-                    lo, hi = dp.part(total)  # this rank's contiguous part of the global batch
-                    idx, rows = idx[lo:hi], hi - lo
-                    sizes = {"batch": step, "size": total, "rank_size": rows}
-                    hooks.on_train_batch_begin(step, sizes)
-                    for layer, seed in zip(stochastic, seeds, strict=True):
-                        layer.set_random_key(seed, step, row_offset=lo)
-                    yb = xp.take(yd, idx, axis=0)
-                    out = model.forward(xp.take(Xd, idx, axis=0), training=True)
-                    value, grad = dp.loss_and_grad(loss_fn, out, yb, total)
-                    model.backward(grad)
-                    dp.allreduce_gradients(params)
-                    opt.batch_rows = total
-                    opt.step(params)
-                    batch = [value * rows, *loss_fn.metric_sums(out, yb)]
-                    sums = batch if not sums else [a + b for a, b in zip(sums, batch, strict=True)]
-                    hooks.on_train_batch_end(step, {**sizes, "loss": value})
-                logs = _epoch_values(loss_fn, yd.ndim, sums, params, n, dp)
-                if val is not None:
-                    scores = _validate(model, val[0], val[1], loss_fn, dp)
-                    logs.update({f"val_{k}": v for k, v in scores.items()})
-                logs["seconds"] = time.perf_counter() - t0
-                logs["lr"] = float(opt.lr)
-                hooks.on_epoch_end(epoch, logs)
-                if model.stop_training:
-                    break
+            run_epochs()
         except KeyboardInterrupt:
             history.interrupted = True
         except DivergenceError:
