@@ -128,7 +128,7 @@ def train(
             logs["lr"] = float(opt.lr)
             hooks.on_epoch_end(epoch, logs)
             if model.stop_training:
-                break
+                return
 
     try:
         try:
