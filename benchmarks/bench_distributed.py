@@ -38,6 +38,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -96,6 +97,7 @@ def _worker_allreduce(sizes: list[int], repeats: int) -> None:
         comm.allreduce(buf)  # warm-up (connection set-up, page faults)
         times = []
         for _ in range(repeats):
+            buf[...] = 1.0  # repeated sums would double it into inf
             comm.barrier()
             t0 = time.perf_counter()
             comm.allreduce(buf)
@@ -110,6 +112,7 @@ def _worker_allreduce(sizes: list[int], repeats: int) -> None:
             shared.allreduce()
             times = []
             for _ in range(repeats):
+                shared.buffer[...] = 1.0
                 comm.barrier()
                 t0 = time.perf_counter()
                 shared.allreduce()
@@ -126,6 +129,49 @@ def _worker_allreduce(sizes: list[int], repeats: int) -> None:
                 }
             )
         )
+
+
+def step_products(rows: int, widths: list[int], seed: int = 0) -> Any:
+    """A function running one training step's matrix products alone, for ``rows`` rows of a
+    dense network of layer ``widths`` (inputs first), in float32.
+
+    The shapes the fit's step multiplies: each layer's forward ``a @ W``, its weight
+    gradient ``a.T @ dz``, and the gradient of its input ``dz @ W.T`` (not for the first
+    layer, whose input needs none).
+    """
+    rng = np.random.default_rng(seed)
+    ws = [rng.random((a, b), dtype=np.float32) for a, b in itertools.pairwise(widths)]
+    zs = [rng.random((rows, b), dtype=np.float32) for b in widths[1:]]
+    ins = [rng.random((rows, widths[0]), dtype=np.float32), *zs[:-1]]
+
+    def step() -> None:
+        for a, w in zip(ins, ws, strict=True):
+            np.matmul(a, w)
+        for i, (a, w, z) in enumerate(zip(ins, ws, zs, strict=True)):
+            np.matmul(a.T, z)
+            if i:
+                np.matmul(z, w.T)
+
+    return step
+
+
+def _worker_products(rows: int, repeats: int) -> None:
+    from xpnet import distributed
+
+    comm = distributed.init()
+    step = step_products(rows, [784, *HIDDEN, 10])
+    for _ in range(20):  # warm-up: OpenBLAS's buffers, page faults
+        step()
+    comm.barrier()  # the ranks multiply at the same time, as in a fit
+    times = []
+    for _ in range(max(repeats // 10, 5)):
+        t0 = time.perf_counter()
+        for _ in range(10):
+            step()
+        times.append((time.perf_counter() - t0) / 10)
+    total = comm.reduce_metrics([statistics.median(times)])
+    if comm.is_root:
+        print(json.dumps({"products_seconds": float(total[0]) / comm.size, "rows": rows}))
 
 
 # ----------------------------------------------------------------------------- driver
@@ -177,9 +223,28 @@ def measure(
                 first[str(batch)][name] += res["epoch_seconds"][:warmup]
                 epoch[str(batch)][name] += res["epoch_seconds"][warmup:]
                 print(f"round {r + 1} batch {batch} {name}: {res['epoch_seconds']}", flush=True)
+    # The step's matrix products alone, each rank's share on one thread (both ranks at
+    # once) against the whole batch on two threads: how much of the ranks' edge is left
+    # once OpenBLAS's second thread is counted.
+    products: dict[str, dict[str, list[float]]] = {
+        str(b): {"2 ranks x 1 thread": [], "1 process x 2 threads": []} for b in BATCHES
+    }
+    for _ in range(rounds):
+        for batch in BATCHES:
+            worker = ["--worker-products", str(batch // 2), "--repeats", str(repeats)]
+            res = _run([*mpiexec, "-n", "2", *me, *worker], 1)
+            products[str(batch)]["2 ranks x 1 thread"].append(res["products_seconds"])
+            worker[1] = str(batch)
+            res = _run([*me, *worker], 2)
+            products[str(batch)]["1 process x 2 threads"].append(res["products_seconds"])
     sizes_arg = ",".join(map(str, sizes))
     ar = _run(
         [*mpiexec, "-n", "2", *me, "--worker-allreduce", sizes_arg, "--repeats", str(repeats)], 1
+    )
+    # The all-reduce of exactly this model's gradient buffer, for the ceiling in report().
+    grad_bytes = 4 * params
+    grad = _run(
+        [*mpiexec, "-n", "2", *me, "--worker-allreduce", str(grad_bytes), "--repeats", "200"], 1
     )
     return {
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -195,6 +260,12 @@ def measure(
         "warmup_epoch_seconds": first,
         "allreduce_seconds": ar["allreduce_seconds"],
         "shared_allreduce_seconds": ar.get("shared_allreduce_seconds", {}),
+        "products_seconds": products,
+        "gradient_allreduce_seconds": {
+            "bytes": grad_bytes,
+            "mpi": grad["allreduce_seconds"][str(grad_bytes)],
+            "shared": grad.get("shared_allreduce_seconds", {}).get(str(grad_bytes)),
+        },
     }
 
 
@@ -248,6 +319,30 @@ def project(result: dict) -> dict:
     return out
 
 
+def _report_ceiling(result: dict) -> None:
+    """The step's products alone, and the ratio the ranks would reach with a free all-reduce."""
+    products, grad = result.get("products_seconds"), result.get("gradient_allreduce_seconds")
+    if not products or not grad:  # results saved before these were measured
+        return
+    allreduce = grad["shared"] if grad.get("shared") is not None else grad["mpi"]
+    print(
+        f"\nOne step's matrix products alone (median per step; each rank's share on 1 thread, "
+        f"both ranks at once, against the whole batch on 2 threads), and the all-reduce of the "
+        f"{grad['bytes'] / 1e6:.2f} MB gradient buffer: {allreduce * 1e3:.3f} ms:"
+    )
+    for batch, runs in products.items():
+        ranks = statistics.median(runs["2 ranks x 1 thread"])
+        single = statistics.median(runs["1 process x 2 threads"])
+        epochs = {k: statistics.median(v) for k, v in result["epoch_seconds"][batch].items()}
+        steps = -(-result["n_train"] // int(batch))
+        free = epochs["2 ranks x 1 thread"] - steps * allreduce
+        print(
+            f"  global batch {batch}: products {ranks * 1e3:.2f} ms against {single * 1e3:.2f} ms "
+            f"({single / ranks:.2f}x); with a free all-reduce the ranks would be "
+            f"{epochs['1 process x 2 threads'] / free:.2f}x as fast as 1 process x 2 threads"
+        )
+
+
 def report(result: dict) -> None:
     warmup = result.get("warmup_epochs", 0)
     kept = result["epochs_per_run"] - warmup
@@ -267,6 +362,7 @@ def report(result: dict) -> None:
         if MPI_RANKS in med:
             gain = med[MPI_RANKS] / med["2 ranks x 1 thread"]
             print(f"    the shared-memory all-reduce: {gain:.3f}x the ranks' speed with MPI's")
+    _report_ceiling(result)
     print("\n2-rank MPI.Allreduce (float32, in place):")
     for size, t in result["allreduce_seconds"].items():
         print(f"  {int(size):>10,d} bytes: {t * 1e6:9.1f} us  ({int(size) / t / 1e9:6.2f} GB/s)")
@@ -301,10 +397,13 @@ def main() -> None:
     parser.add_argument("--model-only", metavar="JSON", help="report a saved result again")
     parser.add_argument("--worker-fit", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--worker-allreduce", help=argparse.SUPPRESS)
+    parser.add_argument("--worker-products", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--repeats", type=int, default=50, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker_fit:
         return _worker_fit(args.worker_fit, args.epochs)
+    if args.worker_products:
+        return _worker_products(args.worker_products, args.repeats)
     if args.worker_allreduce:
         sizes = [int(s) for s in args.worker_allreduce.split(",")]
         return _worker_allreduce(sizes, args.repeats)
