@@ -42,6 +42,8 @@ needs_numba = pytest.mark.skipif(
     "numba" not in sys.modules and __import__("importlib").util.find_spec("numba") is None,
     reason="numba is not installed",
 )
+# x86-64 (where the compiled updates set DAZ and FTZ), as numba_fpenv decides it.
+FLUSHES_SUBNORMALS = __import__("platform").machine().lower() in ("x86_64", "amd64")
 
 
 @pytest.fixture(autouse=True)
@@ -308,7 +310,7 @@ def test_adam_flushes_subnormal_moments_only_on_flush_steps(nk, rng, dtype):
         for name, a, d in (("m", fast[1], ref[1]), ("v", fast[2], ref[2])):
             _close(a[~sub], d[~sub], dtype, ALGEBRAIC_ULPS, what=f"{name} at step {step}")
             assert np.all(d[sub] != 0), "the reference keeps its subnormals"
-            if flushed:
+            if flushed or FLUSHES_SUBNORMALS:  # x86-64: DAZ and FTZ zero them on every step
                 np.testing.assert_array_equal(a[sub], 0.0, err_msg=f"{name} not flushed")
             else:
                 _close(a[sub], d[sub], dtype, ALGEBRAIC_ULPS, what=f"{name} flushed early")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .numba_base import _adam_one, _inline_algebraic, _jit_algebraic
+from .numba_fpenv import subnormals_flushed_begin, subnormals_flushed_end
 from .numba_training import _sum_squares
 
 __all__ = ["_l2_adam", "_l2_velocity_sgd"]
@@ -31,6 +32,7 @@ def _velocity_span(p, g, vel, coef, lr, momentum, nesterov, decayed):  # type: i
 
 @_jit_algebraic
 def _l2_velocity_sgd(p, g, vel, segs, coef, lr, momentum, nesterov):  # type: ignore[no-untyped-def]
+    mode = subnormals_flushed_begin()
     total = 0.0
     prev = 0
     for j in range(segs.shape[0]):
@@ -40,6 +42,7 @@ def _l2_velocity_sgd(p, g, vel, segs, coef, lr, momentum, nesterov):  # type: ig
         _velocity_span(p[a:b], g[a:b], vel[a:b], coef, lr, momentum, nesterov, True)
         prev = b
     _velocity_span(p[prev:], g[prev:], vel[prev:], coef, lr, momentum, nesterov, False)
+    subnormals_flushed_end(mode)
     return total
 
 
@@ -55,6 +58,7 @@ def _adam_span(p, g, m, v, coef, b1, c1, b2, c2, step_size, root_bc2, eps, tiny,
 
 @_jit_algebraic
 def _l2_adam(p, g, m, v, segs, coef, b1, c1, b2, c2, step_size, root_bc2, eps, tiny, flush):  # type: ignore[no-untyped-def]
+    mode = subnormals_flushed_begin()
     total = 0.0
     prev = 0
     for j in range(segs.shape[0]):
@@ -73,6 +77,7 @@ def _l2_adam(p, g, m, v, segs, coef, b1, c1, b2, c2, step_size, root_bc2, eps, t
         p[prev:], g[prev:], m[prev:], v[prev:], coef,
         b1, c1, b2, c2, step_size, root_bc2, eps, tiny, flush, False,
     )  # fmt: skip
+    subnormals_flushed_end(mode)
     return total
 
 

@@ -1,0 +1,168 @@
+"""The compiled optimizer updates flush subnormals to zero (x86's DAZ and FTZ bits, set for
+the loop's duration only): every update kernel, against the reference on the normal
+entries, and the caller's floating-point mode given back afterwards, in NumPy and in
+numba's worker threads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba")
+
+from xpnet.kernels import PortableKernels
+from xpnet.kernels.numba_cpu import NumbaKernels
+from xpnet.kernels.numba_fpenv import FLUSHES_SUBNORMALS
+from xpnet.testing import assert_allclose
+
+needs_x86 = pytest.mark.skipif(not FLUSHES_SUBNORMALS, reason="DAZ/FTZ are set on x86-64 only")
+
+N = 64
+DTYPES = [np.float32, np.float64]
+ADAM = dict(beta1=0.9, beta2=0.999, step_size=1e-3, root_bc2=0.5, eps=1e-8, step=3)
+SEGMENTS = [(0, 40), (48, 60)]
+
+
+def _subnormals(a):
+    """``a`` with its odd entries replaced by subnormal values of both signs."""
+    a = a.copy()
+    tiny = np.finfo(a.dtype).tiny
+    k = np.arange(N // 2, dtype=a.dtype)
+    a[1::2] = tiny * (0.25 + k / (2 * N)) * np.where(k % 2 == 0, 1, -1).astype(a.dtype)
+    return a
+
+
+def _state(dtype, positive=False, seed=1):
+    """A normal state array (moments, velocity, a gradient) with subnormal odd entries,
+    as dead units leave them."""
+    a = np.random.default_rng(seed).standard_normal(N).astype(dtype) * dtype(0.01)
+    a = _subnormals(np.abs(a) if positive else a)
+    return np.abs(a) if positive else a
+
+
+def _subnormal(a):
+    return (a != 0) & (np.abs(a) < np.finfo(a.dtype).tiny)
+
+
+def _updates(dtype):
+    """(name, call(kernels, arrays), arrays): every compiled update with its inputs."""
+    g = _state(dtype, seed=3)
+    p = np.random.default_rng(2).standard_normal(N).astype(dtype)  # the weights: normal
+    coef = dtype(1e-4)
+    return [
+        (
+            "adam",
+            lambda k, a: k.adam_update(a[0], g, a[1], a[2], **ADAM),
+            [p, _state(dtype), _state(dtype, True)],
+        ),
+        (
+            "l2_adam",
+            lambda k, a: k.l2_adam_update(a[0], g, a[1], a[2], SEGMENTS, coef=coef, **ADAM),
+            [p, _state(dtype), _state(dtype, True)],
+        ),
+        (
+            "sgd_momentum",
+            lambda k, a: k.sgd_momentum_update(
+                a[0], g, a[1], lr=0.05, momentum=0.9, dampening=0.0, nesterov=True
+            ),
+            [p, _state(dtype)],
+        ),
+        (
+            "velocity_sgd",
+            lambda k, a: k.velocity_sgd_update(a[0], g, a[1], lr=0.05, momentum=0.9, nesterov=True),
+            [p, _state(dtype)],
+        ),
+        (
+            "l2_velocity_sgd",
+            lambda k, a: k.l2_velocity_sgd_update(
+                a[0], g, a[1], SEGMENTS, coef=coef, lr=0.05, momentum=0.9, nesterov=False
+            ),
+            [p, _state(dtype)],
+        ),
+        (
+            "rmsprop_centered_momentum",
+            lambda k, a: k.rmsprop_update(
+                a[0], g, a[1], a[2], a[3], lr=0.01, alpha=0.99, eps=1e-8, momentum=0.9
+            ),
+            [p, _state(dtype, True), _state(dtype) * dtype(1e-3), _state(dtype)],
+        ),
+        (
+            "rmsprop",
+            lambda k, a: k.rmsprop_update(
+                a[0], g, a[1], None, None, lr=0.01, alpha=0.99, eps=1e-8, momentum=0.0
+            ),
+            [p, _state(dtype, True)],
+        ),
+        ("scaled_add", lambda k, a: k.scaled_add(a[0], g, 1e-3), [_state(dtype)]),
+        (
+            "scaled_add_masked",
+            lambda k, a: k.scaled_add(a[0], g, 1e-3, (np.arange(N) % 3 > 0).astype(dtype)),
+            [_state(dtype)],
+        ),
+    ]
+
+
+CASES = [name for name, _, _ in _updates(np.float32)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
+@pytest.mark.parametrize("case", CASES)
+def test_an_update_writes_no_subnormal_and_matches_the_reference_elsewhere(case, parallel, dtype):
+    name, call, arrays = next(u for u in _updates(dtype) if u[0] == case)
+    fast = [a.copy() for a in arrays]
+    ref = [a.copy() for a in arrays]
+    with np.errstate(under="ignore"):
+        call(NumbaKernels(parallel=parallel), fast)
+        call(PortableKernels(), ref)
+    assert any(_subnormal(a).any() for a in ref), "the reference keeps some subnormals"
+    tiny, rtol = float(np.finfo(dtype).tiny), 8 * float(np.finfo(dtype).eps)
+    normal = np.arange(N) % 2 == 0  # the entries whose inputs are all normal
+    for i, (a, d) in enumerate(zip(fast, ref, strict=True)):
+        if FLUSHES_SUBNORMALS:
+            assert not _subnormal(a).any(), f"{name}: array {i} holds subnormals"
+        # Where every input is normal the bits are the compiled loop's as always.
+        assert_allclose(a[normal], d[normal], rtol=rtol, atol=tiny, err_msg=f"{name} {i}")
+        # Where some input is subnormal it counts as zero: the result is the reference's
+        # or zero (a moment over a denominator near eps can be a normal 1e-31 there).
+        odd, want = a[~normal], d[~normal]
+        agree = (odd == 0) | np.isclose(odd, want, rtol=rtol, atol=tiny)
+        assert agree.all(), f"{name} {i}: {odd[~agree]} against {want[~agree]}"
+
+
+@needs_x86
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_subnormal_input_is_read_as_zero(dtype):
+    # DAZ: a subnormal moment with a zero gradient becomes exactly zero at once, on a step
+    # that is not a flush step of the NumPy kernels.
+    tiny = np.finfo(dtype).tiny
+    p, g = np.ones(N, dtype), np.zeros(N, dtype)
+    m, v = np.full(N, tiny / 4, dtype), np.full(N, tiny / 8, dtype)
+    NumbaKernels().adam_update(p, g, m, v, **ADAM)
+    assert np.all(m == 0) and np.all(v == 0) and np.all(p == 1)
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
+def test_numpy_keeps_ieee_subnormals_after_an_update(parallel):
+    _, call, arrays = _updates(np.float32)[0]
+    call(NumbaKernels(parallel=parallel), arrays)
+    tiny = np.finfo(np.float32).tiny
+    with np.errstate(under="ignore"):
+        assert np.float32(tiny) / np.float32(4) != 0  # FTZ given back
+        assert np.array([tiny / 4], np.float32) * np.float32(1) != 0  # DAZ given back
+
+
+def test_numba_workers_keep_ieee_subnormals_after_a_parallel_update():
+    from numba import njit, prange
+
+    @njit(parallel=True)
+    def quarter(x):  # each worker thread divides (with the mode it was left in)
+        out = np.empty_like(x)
+        for i in prange(x.size):
+            out[i] = x[i] / np.float32(4)
+        return out
+
+    _, call, arrays = _updates(np.float32)[0]
+    call(NumbaKernels(parallel=True), arrays)
+    tiny = np.full(4096, np.finfo(np.float32).tiny, np.float32)
+    assert np.all(quarter(tiny) != 0)
