@@ -31,6 +31,7 @@ _LOOPS = (
     "_forward_flat", "_sigmoid_from_exp", "_backward_flat", "_bias_forward",
     "_softmax_backward_rows", "_log_softmax_rows", "_adam_serial", "_adam_parallel",
     "_sgd_momentum", "_velocity_sgd", "_scaled_add", "_scaled_add_masked", "_rmsprop",
+    "_l2_adam",
 )  # fmt: skip
 
 
@@ -324,9 +325,11 @@ def test_bias_activation_relu_kernel_matches_leaky_with_alpha(loops, dtype):
 # ----------------------------------------------------------------------------- optimizers
 
 
-# Where the Adam loops take their flush-this-step flag (the parallel one takes its chunk
-# count after it).
+# Where the Adam loops take the smallest normal float and their flush-this-step flag (the
+# parallel one takes its chunk count after them); the fused L2 loop takes both two places
+# later (after the segments and the coefficient).
 _FLUSH_ARG = 12
+_L2_FLUSH_ARG = 14
 
 
 def _adam_kwargs(step):
@@ -346,6 +349,7 @@ def test_adam_compiled(loops, parallel, dtype):
     assert _names(loops) == ["_adam_parallel" if parallel else "_adam_serial"]
     _check_flat_args(loops[0], dtype)
     assert loops[0][1][_FLUSH_ARG] is False  # step 3: no flush
+    assert loops[0][1][_FLUSH_ARG - 1] == np.finfo(dtype).tiny
     for got, want in zip((p, m, v), (ref[0], ref[2], ref[3]), strict=True):
         assert_allclose(got, want, rtol=_tol(dtype), atol=_tol(dtype))
 
@@ -365,6 +369,24 @@ def test_adam_flushes_subnormal_moments_on_flush_steps_only(loops, dtype):
         zeroed = flushed or FLUSHES_SUBNORMALS
         assert bool(np.all(m == 0)) is zeroed and bool(np.all(v == 0)) is zeroed
         assert np.all(m >= 0) and np.all(v >= 0)
+    assert k.fallbacks == []
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_l2_adam_gets_the_flush_steps_and_the_smallest_normal(loops, dtype):
+    # On x86-64 the loop's DAZ/FTZ zero subnormals on every step whatever it is told, so the
+    # values cannot show the schedule of the flush that other machines rely on: its
+    # arguments do.
+    k = _Spy()
+    steps = ((_FLUSH_EVERY, True), (_FLUSH_EVERY + 1, False), (1, False), (2 * _FLUSH_EVERY, True))
+    for step, flushed in steps:
+        p, g, m, v = (np.ones(6, dtype) for _ in range(4))
+        k.l2_adam_update(p, g, m, v, [(0, 3)], coef=0.1, **_adam_kwargs(step))
+        name, args = loops[-1]
+        assert name == "_l2_adam"
+        _check_flat_args((name, args[:4] + args[5:]), dtype)  # all but the (k, 2) segments
+        assert args[_L2_FLUSH_ARG] is flushed, f"step {step}"
+        assert args[_L2_FLUSH_ARG - 1] == np.finfo(dtype).tiny
     assert k.fallbacks == []
 
 
