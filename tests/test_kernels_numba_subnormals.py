@@ -166,3 +166,134 @@ def test_numba_workers_keep_ieee_subnormals_after_a_parallel_update():
     call(NumbaKernels(parallel=True), arrays)
     tiny = np.full(4096, np.finfo(np.float32).tiny, np.float32)
     assert np.all(quarter(tiny) != 0)
+
+
+@needs_x86
+def test_daz_reads_a_subnormal_input_as_zero():
+    # Only DAZ can zero this: the product of a subnormal and 2**30 is a normal number.
+    tiny = np.finfo(np.float32).tiny
+    target = np.zeros(8, np.float32)
+    NumbaKernels().scaled_add(target, np.full(8, tiny / 4, np.float32), 2.0**30)
+    assert np.all(target == 0)
+    with np.errstate(under="ignore"):
+        assert np.all(np.float32(tiny / 4) * np.float32(2.0**30) > 0)  # IEEE: tiny * 2**28
+
+
+@needs_x86
+def test_ftz_writes_a_subnormal_result_as_zero():
+    # Only FTZ can zero this: every input is normal, the last operation's result is not.
+    tiny = np.finfo(np.float32).tiny
+    target = np.full(8, 1.5 * tiny, np.float32)
+    NumbaKernels().scaled_add(target, np.full(8, -2.5 * tiny, np.float32), 0.5)
+    assert np.all(target == 0)
+    with np.errstate(under="ignore"):
+        assert np.float32(1.5 * tiny) + np.float32(0.5) * np.float32(-2.5 * tiny) != 0
+
+
+TINY_EPS = {np.float32: 1e-30, np.float64: 1e-150}  # within 2**25 (2**54) of sqrt(tiny)
+
+
+def _ieee_cases(dtype):
+    """The loops that divide by ``sqrt(s) + eps``, with an eps too small for the flush."""
+    eps = TINY_EPS[dtype]
+    g = _state(dtype, seed=3)
+    p = np.random.default_rng(2).standard_normal(N).astype(dtype)
+    adam = {**ADAM, "eps": eps}
+    return {
+        "adam": lambda k, a, step: k.adam_update(a[0], g, a[1], a[2], **{**adam, "step": step}),
+        "l2_adam": lambda k, a, step: k.l2_adam_update(
+            a[0], g, a[1], a[2], SEGMENTS, coef=dtype(1e-4), **{**adam, "step": step}
+        ),
+        "rmsprop": lambda k, a, step: k.rmsprop_update(
+            a[0], g, a[1], a[2], a[3], lr=0.01, alpha=0.99, eps=eps, momentum=0.9
+        ),
+    }, [p, _state(dtype), _state(dtype, True), _state(dtype, seed=4)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
+@pytest.mark.parametrize("case", ["adam", "l2_adam", "rmsprop"])
+def test_a_tiny_eps_keeps_ieee_arithmetic_and_the_every_few_steps_flush(case, parallel, dtype):
+    from xpnet.kernels.numba_fpenv import flush_is_invisible
+    from xpnet.kernels.numpy_fast import _FLUSH_EVERY
+
+    assert not flush_is_invisible(TINY_EPS[dtype], dtype)
+    assert flush_is_invisible(1e-8, dtype) is FLUSHES_SUBNORMALS
+    calls, arrays = _ieee_cases(dtype)
+    odd = np.arange(N) % 2 == 1
+    for step in (_FLUSH_EVERY - 1, _FLUSH_EVERY):
+        fast, ref = [a.copy() for a in arrays], [a.copy() for a in arrays]
+        with np.errstate(all="ignore"):
+            calls[case](NumbaKernels(parallel=parallel), fast, step)
+            calls[case](PortableKernels(), ref, step)
+        rtol = 8 * float(np.finfo(dtype).eps)
+        # The weights: as the reference's, subnormal moments and all (no DAZ, no FTZ).
+        assert_allclose(fast[0], ref[0], rtol=rtol, atol=0, err_msg=f"{case} p, step {step}")
+        if case == "rmsprop":  # RMSProp has no flush step: its state stays IEEE throughout
+            for i in (1, 2, 3):
+                assert_allclose(fast[i], ref[i], rtol=rtol, atol=0, err_msg=f"{case} {i}")
+            continue
+        for i, name in ((1, "m"), (2, "v")):
+            assert _subnormal(ref[i][odd]).any(), "the reference keeps its subnormals"
+            if step % _FLUSH_EVERY == 0:  # the loop's own flush of the moments
+                assert not _subnormal(fast[i]).any(), f"{case} {name} not flushed"
+            else:
+                assert_allclose(fast[i], ref[i], rtol=rtol, atol=0, err_msg=f"{case} {name}")
+
+
+@needs_x86
+def test_a_caller_s_own_ftz_and_daz_stay_set():
+    from numba import njit
+
+    from xpnet.kernels.numba_fpenv import subnormals_flushed_begin, subnormals_flushed_end
+
+    @njit
+    def set_bits():
+        return subnormals_flushed_begin()
+
+    @njit
+    def word_then_restore(previous):
+        current = subnormals_flushed_begin()  # the word as it was before this call
+        subnormals_flushed_end(previous)
+        return current
+
+    target, source = np.zeros(8, np.float32), np.ones(8, np.float32)
+    NumbaKernels().scaled_add(target, source, 0.5)  # compiled before the bits are set
+    original = set_bits()
+    try:
+        NumbaKernels().scaled_add(target, source, 0.5)
+    finally:
+        after = word_then_restore(original)
+    assert after & 0x8040 == 0x8040, "the update cleared the caller's FTZ/DAZ"
+    assert original & 0x8040 == 0
+    with np.errstate(under="ignore"):
+        assert np.float32(np.finfo(np.float32).tiny) / np.float32(4) != 0
+
+
+def test_the_updates_run_with_numba_s_jit_disabled():
+    # NUMBA_DISABLE_JIT=1 runs the loops as Python: the floating-point calls must be plain
+    # functions then (an intrinsic cannot run outside compiled code).
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np\n"
+        "from xpnet.kernels.numba_cpu import NumbaKernels\n"
+        "f = np.float32\n"
+        "p, g = np.ones(5, f), np.full(5, 0.1, f)\n"
+        "m, v = np.zeros(5, f), np.zeros(5, f)\n"
+        "for parallel in (False, True):\n"
+        "    NumbaKernels(parallel=parallel).adam_update(p, g, m, v, beta1=0.9, beta2=0.999,\n"
+        "        step_size=1e-3, root_bc2=0.5, eps=1e-8, step=1)\n"
+        "NumbaKernels().scaled_add(p, g, 0.5)\n"
+        "NumbaKernels().rmsprop_update(p, g, v, None, None, lr=0.01, alpha=0.9, eps=1e-8,\n"
+        "    momentum=0.0)\n"
+        "print(float(p[0]))\n"
+    )
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert 0.9 < float(out.stdout) < 1.1

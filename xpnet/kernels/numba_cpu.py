@@ -2,7 +2,8 @@
 
 The same maths as :class:`~xpnet.kernels.portable.PortableKernels`, element by element in
 the reference's order of operations; ``tests/test_kernels_numba.py`` holds every kernel to
-the reference within stated ulps, NaN and infinity included. Anything these loops do not
+the reference within stated ulps, NaN and infinity included (the optimizer updates' subnormal
+numbers aside, below). Anything these loops do not
 cover (dtypes other than float32/float64, mixed dtypes, shapes the row kernels do not take)
 goes to the NumPy in-place kernels this class extends.
 
@@ -33,7 +34,10 @@ The optimizer updates (Adam, SGD, RMSProp, the fused L2 steps, ``scaled_add``) r
 x86's flush-to-zero and denormals-are-zero bits set for the loop only
 (:mod:`~xpnet.kernels.numba_fpenv`): training with an L2 term fills them with subnormal
 numbers, each a microcode assist, which made the scikit-learn estimator's Adam update 3.5x
-slower by the seventh epoch. Only values below the smallest normal float change (to zero).
+slower by the seventh epoch. A subnormal input then counts as zero and a subnormal result is
+written as zero; Adam and RMSProp, which divide by ``sqrt(s) + eps``, keep IEEE arithmetic
+when ``eps`` is too small for that to stay invisible (what changes, and by how much: that
+module).
 
 Scalars are cast to the arrays' dtype before the call (as NumPy 2 does for Python floats),
 so float32 arrays are updated in float32 arithmetic.
@@ -60,7 +64,7 @@ from .numba_base import (
     _rows_ok,
     _same_float,
 )
-from .numba_fpenv import subnormals_flushed_begin, subnormals_flushed_end
+from .numba_fpenv import flush_is_invisible, subnormals_flushed_begin, subnormals_flushed_end
 from .numba_penalty import _l2_adam, _l2_velocity_sgd, segments_array
 from .numba_training import TrainingKernels
 from .numpy_fast import _FLUSH_EVERY, NumpyKernels
@@ -176,26 +180,28 @@ def _log_softmax_rows(x, logp, p, zero):  # type: ignore[no-untyped-def]
 
 
 @_jit_algebraic
-def _adam_serial(p, g, m, v, b1, c1, b2, c2, step_size, root_bc2, eps, tiny, flush):  # type: ignore[no-untyped-def]
-    mode = subnormals_flushed_begin()
+def _adam_serial(p, g, m, v, b1, c1, b2, c2, step_size, root_bc2, eps, tiny, flush, ftz):  # type: ignore[no-untyped-def]
+    mode = subnormals_flushed_begin() if ftz else np.uint32(0)
     for i in range(p.size):
         p[i], m[i], v[i] = _adam_one(
             p[i], g[i], m[i], v[i], b1, c1, b2, c2, step_size, root_bc2, eps, tiny, flush
         )
-    subnormals_flushed_end(mode)
+    if ftz:
+        subnormals_flushed_end(mode)
 
 
 @_jit_algebraic_parallel
-def _adam_parallel(p, g, m, v, b1, c1, b2, c2, step_size, root_bc2, eps, tiny, flush, chunks):  # type: ignore[no-untyped-def]
+def _adam_parallel(p, g, m, v, b1, c1, b2, c2, step_size, root_bc2, eps, tiny, flush, ftz, chunks):  # type: ignore[no-untyped-def]
     n = p.size
     # MXCSR is per thread: each chunk sets it on the worker that runs the chunk.
     for c in prange(chunks):
-        mode = subnormals_flushed_begin()
+        mode = subnormals_flushed_begin() if ftz else np.uint32(0)
         for i in range(c * n // chunks, (c + 1) * n // chunks):
             p[i], m[i], v[i] = _adam_one(
                 p[i], g[i], m[i], v[i], b1, c1, b2, c2, step_size, root_bc2, eps, tiny, flush
             )
-        subnormals_flushed_end(mode)
+        if ftz:
+            subnormals_flushed_end(mode)
 
 
 @_jit_algebraic
@@ -236,8 +242,8 @@ def _scaled_add_masked(t, s, m, coef):  # type: ignore[no-untyped-def]
 
 
 @_jit_algebraic
-def _rmsprop(p, g, sq, ga, buf, lr, alpha, c, eps, momentum, centered, use_momentum):  # type: ignore[no-untyped-def]
-    mode = subnormals_flushed_begin()
+def _rmsprop(p, g, sq, ga, buf, lr, alpha, c, eps, momentum, centered, use_momentum, ftz):  # type: ignore[no-untyped-def]
+    mode = subnormals_flushed_begin() if ftz else np.uint32(0)
     for i in range(p.size):
         gi = g[i]
         s = sq[i] * alpha + c * (gi * gi)
@@ -254,7 +260,8 @@ def _rmsprop(p, g, sq, ga, buf, lr, alpha, c, eps, momentum, centered, use_momen
             p[i] = p[i] - lr * bb
         else:
             p[i] = p[i] - lr * (gi / d)
-    subnormals_flushed_end(mode)
+    if ftz:
+        subnormals_flushed_end(mode)
 
 
 # ----------------------------------------------------------------------------- the kernels
@@ -439,6 +446,7 @@ class NumbaKernels(GeluSiluKernels, TrainingKernels, NumpyKernels):
             t(beta1), t(1.0 - beta1), t(beta2), t(1.0 - beta2),
             t(step_size), t(root_bc2), t(eps),
             t(np.finfo(p.dtype).tiny), step % _FLUSH_EVERY == 0,
+            flush_is_invisible(eps * root_bc2, p.dtype),
         )  # fmt: skip
         if self.parallel:
             # Passed in: numba's thread count read inside the loop would stop it caching.
@@ -541,6 +549,7 @@ class NumbaKernels(GeluSiluKernels, TrainingKernels, NumpyKernels):
             t(beta1), t(1.0 - beta1), t(beta2), t(1.0 - beta2),
             t(step_size), t(root_bc2), t(eps),
             t(np.finfo(p.dtype).tiny), step % _FLUSH_EVERY == 0,
+            flush_is_invisible(eps * root_bc2, p.dtype),
         )  # fmt: skip
         return t(total)
 
@@ -583,5 +592,6 @@ class NumbaKernels(GeluSiluKernels, TrainingKernels, NumpyKernels):
             flat, g.reshape(-1), square_avg.reshape(-1), ga, buf,
             t(lr), t(alpha), t(1.0 - alpha), t(eps), t(momentum),
             grad_avg is not None, momentum_buffer is not None,
+            flush_is_invisible(eps, p.dtype),
         )  # fmt: skip
         return None

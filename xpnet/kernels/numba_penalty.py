@@ -5,7 +5,8 @@ element as it updates it, where the reference adds the term to the gradient firs
 reading the weights and the gradient and writing the gradient) and the squares of the
 penalty come from another pass. The squares are summed per segment in float64 just before
 its update (the segment is then in cache for the update that follows); the update itself is
-the reference's operation order under the algebraic flags, so its bits are the reference's.
+the reference's operation order under the algebraic flags, so its bits are the reference's
+(except where subnormal numbers are flushed: :mod:`~xpnet.kernels.numba_fpenv`).
 The dispatch (which arrays take this path) is :class:`~xpnet.kernels.numba_cpu.NumbaKernels`.
 """
 
@@ -57,8 +58,8 @@ def _adam_span(p, g, m, v, coef, b1, c1, b2, c2, step_size, root_bc2, eps, tiny,
 
 
 @_jit_algebraic
-def _l2_adam(p, g, m, v, segs, coef, b1, c1, b2, c2, step_size, root_bc2, eps, tiny, flush):  # type: ignore[no-untyped-def]
-    mode = subnormals_flushed_begin()
+def _l2_adam(p, g, m, v, segs, coef, b1, c1, b2, c2, step_size, root_bc2, eps, tiny, flush, ftz):  # type: ignore[no-untyped-def]
+    mode = subnormals_flushed_begin() if ftz else np.uint32(0)
     total = 0.0
     prev = 0
     for j in range(segs.shape[0]):
@@ -77,7 +78,8 @@ def _l2_adam(p, g, m, v, segs, coef, b1, c1, b2, c2, step_size, root_bc2, eps, t
         p[prev:], g[prev:], m[prev:], v[prev:], coef,
         b1, c1, b2, c2, step_size, root_bc2, eps, tiny, flush, False,
     )  # fmt: skip
-    subnormals_flushed_end(mode)
+    if ftz:
+        subnormals_flushed_end(mode)
     return total
 
 
