@@ -80,13 +80,6 @@ def _updates(dtype):
             [p, _state(dtype)],
         ),
         (
-            "rmsprop_centered_momentum",
-            lambda k, a: k.rmsprop_update(
-                a[0], g, a[1], a[2], a[3], lr=0.01, alpha=0.99, eps=1e-8, momentum=0.9
-            ),
-            [p, _state(dtype, True), _state(dtype) * dtype(1e-3), _state(dtype)],
-        ),
-        (
             "rmsprop",
             lambda k, a: k.rmsprop_update(
                 a[0], g, a[1], None, None, lr=0.01, alpha=0.99, eps=1e-8, momentum=0.0
@@ -103,6 +96,39 @@ def _updates(dtype):
 
 
 CASES = [name for name, _, _ in _updates(np.float32)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_centered_rmsprop_keeps_ieee_arithmetic(momentum, dtype):
+    # Its root is of s - a*a, which a flush lowering s could turn negative: no flush there.
+    g = _state(dtype, seed=3)
+    p = np.random.default_rng(2).standard_normal(N).astype(dtype)
+    arrays = [p, _state(dtype, True), _state(dtype) * dtype(1e-3), _state(dtype)]
+    fast, ref = [a.copy() for a in arrays], [a.copy() for a in arrays]
+    kwargs = dict(lr=0.01, alpha=0.99, eps=1e-8, momentum=momentum)
+    with np.errstate(all="ignore"):
+        NumbaKernels().rmsprop_update(fast[0], g, fast[1], fast[2], fast[3], **kwargs)
+        PortableKernels().rmsprop_update(ref[0], g, ref[1], ref[2], ref[3], **kwargs)
+    assert any(_subnormal(a).any() for a in ref[1:3])
+    rtol = 8 * float(np.finfo(dtype).eps)
+    for i, (a, d) in enumerate(zip(fast, ref, strict=True)):
+        assert_allclose(a, d, rtol=rtol, atol=0, err_msg=f"array {i}")  # subnormals and all
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_centered_rmsprop_gives_no_nan_where_the_reference_gives_none(dtype):
+    # Found by a review: flushed, s = alpha*sq + c*g*g fell below a*a and the root was NaN.
+    tiny = float(np.finfo(dtype).tiny)
+    p, g = np.array([0.5], dtype), np.array([np.sqrt(60 * tiny)], dtype)
+    sq, ga = np.array([0.909 * tiny], dtype), np.array([0.999 * np.sqrt(0.909 * tiny)], dtype)
+    kwargs = dict(lr=0.01, alpha=0.99, eps=1e-8, momentum=0.0)
+    want = [a.copy() for a in (p, sq, ga)]
+    with np.errstate(all="ignore"):
+        NumbaKernels().rmsprop_update(p, g, sq, ga, None, **kwargs)
+        PortableKernels().rmsprop_update(want[0], g, want[1], want[2], None, **kwargs)
+    assert np.isfinite(want[0]).all()
+    assert_allclose(p, want[0], rtol=8 * float(np.finfo(dtype).eps), atol=0)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -297,3 +323,39 @@ def test_the_updates_run_with_numba_s_jit_disabled():
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert 0.9 < float(out.stdout) < 1.1
+
+
+@needs_x86
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_the_flush_threshold_is_sqrt_tiny_times_a_quarter_ulp(dtype):
+    from xpnet.kernels.numba_fpenv import flush_is_invisible
+
+    info = np.finfo(dtype)
+    threshold = float(np.sqrt(info.tiny)) * 2.0 ** (info.nmant + 2)
+    assert flush_is_invisible(threshold * 1.001, dtype)
+    assert not flush_is_invisible(threshold * 0.999, dtype)
+
+
+@needs_x86
+@pytest.mark.parametrize("case", ["adam", "l2_adam"])
+def test_adam_decides_on_eps_times_the_corrected_root(case):
+    # xpnet's Adam adds eps to sqrt(v) / root_bc2: what the flush moves beside eps is
+    # sqrt(tiny) / root_bc2, so the threshold applies to eps * root_bc2. An eps above it with
+    # eps * root_bc2 below keeps IEEE arithmetic: a subnormal moment (zero gradient) survives
+    # a step that is not a flush step.
+    from xpnet.kernels.numba_fpenv import flush_is_invisible
+
+    dtype = np.float32
+    info = np.finfo(dtype)
+    threshold = float(np.sqrt(info.tiny)) * 2.0 ** (info.nmant + 2)
+    eps, root_bc2 = 1.5 * threshold, 0.5
+    assert flush_is_invisible(eps, dtype) and not flush_is_invisible(eps * root_bc2, dtype)
+    tiny = info.tiny
+    p, g = np.ones(N, dtype), np.zeros(N, dtype)
+    m, v = np.full(N, tiny / 4, dtype), np.full(N, tiny / 8, dtype)
+    hyper = {**ADAM, "eps": eps, "root_bc2": root_bc2, "step": 3}
+    if case == "adam":
+        NumbaKernels().adam_update(p, g, m, v, **hyper)
+    else:
+        NumbaKernels().l2_adam_update(p, g, m, v, SEGMENTS, coef=dtype(0), **hyper)
+    assert _subnormal(m).all() and _subnormal(v).all()

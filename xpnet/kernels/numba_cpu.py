@@ -36,8 +36,8 @@ x86's flush-to-zero and denormals-are-zero bits set for the loop only
 numbers, each a microcode assist, which made the scikit-learn estimator's Adam update 3.5x
 slower by the seventh epoch. A subnormal input then counts as zero and a subnormal result is
 written as zero; Adam and RMSProp, which divide by ``sqrt(s) + eps``, keep IEEE arithmetic
-when ``eps`` is too small for that to stay invisible (what changes, and by how much: that
-module).
+when ``eps`` is too small for that to stay invisible, and centered RMSProp always does (what
+changes, and by how much: that module).
 
 Scalars are cast to the arrays' dtype before the call (as NumPy 2 does for Python floats),
 so float32 arrays are updated in float32 arithmetic.
@@ -592,6 +592,8 @@ class NumbaKernels(GeluSiluKernels, TrainingKernels, NumpyKernels):
             flat, g.reshape(-1), square_avg.reshape(-1), ga, buf,
             t(lr), t(alpha), t(1.0 - alpha), t(eps), t(momentum),
             grad_avg is not None, momentum_buffer is not None,
-            flush_is_invisible(eps, p.dtype),
+            # Centered, the root is of ``s - a*a``: a flush lowering ``s`` by less than tiny
+            # can make that negative, and the root NaN, where the reference's is 0.
+            grad_avg is None and flush_is_invisible(eps, p.dtype),
         )  # fmt: skip
         return None

@@ -15,12 +15,17 @@ a GPU handles them at full speed.)
 What changes: inside these loops a subnormal input counts as zero and a subnormal result is
 written as zero, each an absolute change below the smallest normal float ``tiny``. Adam and
 RMSProp then divide by ``sqrt(second moment) + eps``: a subnormal first moment read as zero
-moves a weight by at most about ``lr * tiny / eps`` (1e-33 for float32 at lr 1e-3 and eps
-1e-8; a weight that small reaches no output), and a square dropped from the second moment
-moves its root by at most ``sqrt(tiny)``. Where that could show beside ``eps`` (an ``eps``
-within 2**25 of ``sqrt(tiny)``, about 4e-12 for float32), those two loops run with IEEE
-arithmetic instead (:func:`flush_is_invisible`); in every other case the flushed values are
-the only change.
+moves a weight by at most about ``step_size * tiny / eps`` (Adam's ``step_size`` is
+``lr / (1 - beta1**t)``, up to 10 lr; 1e-33 for float32 at lr 1e-3 and eps 1e-8 once ``t``
+is large: a weight that small reaches no output), and a square dropped from a second moment
+``s`` moves ``sqrt(s)`` by at most ``sqrt(tiny)``. Where that could show beside ``eps``,
+those loops run with IEEE arithmetic instead (:func:`flush_is_invisible`): for RMSProp an
+``eps`` below ``sqrt(tiny) * 2**25`` (about 4e-12 in float32), for xpnet's Adam, whose
+``eps`` is added to the bias-corrected root, ``eps * sqrt(1 - beta2**t)`` below it (so a
+small ``eps`` may switch to the flush as ``t`` grows), for scikit-learn's Adam its own
+``eps``. Centered RMSProp never flushes: its root is of ``s - a*a``, which a flush lowering
+``s`` can turn negative (a NaN where the reference has 0). In every other case the flushed
+values are the only change.
 Away from x86-64 the calls do nothing, and the updates keep the NumPy kernels' flush of the
 moments every few steps (which runs here too).
 
