@@ -276,11 +276,11 @@ def test_a_caller_s_own_ftz_and_daz_stay_set():
 
     @njit
     def set_bits():
-        return subnormals_flushed_begin()
+        return subnormals_flushed_begin(True)
 
     @njit
     def word_then_restore(previous):
-        current = subnormals_flushed_begin()  # the word as it was before this call
+        current = subnormals_flushed_begin(True)  # the word as it was before this call
         subnormals_flushed_end(previous)
         return current
 

@@ -181,13 +181,12 @@ def _log_softmax_rows(x, logp, p, zero):  # type: ignore[no-untyped-def]
 
 @_jit_algebraic
 def _adam_serial(p, g, m, v, b1, c1, b2, c2, step_size, root_bc2, eps, tiny, flush, ftz):  # type: ignore[no-untyped-def]
-    mode = subnormals_flushed_begin() if ftz else np.uint32(0)
+    mode = subnormals_flushed_begin(ftz)
     for i in range(p.size):
         p[i], m[i], v[i] = _adam_one(
             p[i], g[i], m[i], v[i], b1, c1, b2, c2, step_size, root_bc2, eps, tiny, flush
         )
-    if ftz:
-        subnormals_flushed_end(mode)
+    subnormals_flushed_end(mode)
 
 
 @_jit_algebraic_parallel
@@ -195,18 +194,17 @@ def _adam_parallel(p, g, m, v, b1, c1, b2, c2, step_size, root_bc2, eps, tiny, f
     n = p.size
     # MXCSR is per thread: each chunk sets it on the worker that runs the chunk.
     for c in prange(chunks):
-        mode = subnormals_flushed_begin() if ftz else np.uint32(0)
+        mode = subnormals_flushed_begin(ftz)
         for i in range(c * n // chunks, (c + 1) * n // chunks):
             p[i], m[i], v[i] = _adam_one(
                 p[i], g[i], m[i], v[i], b1, c1, b2, c2, step_size, root_bc2, eps, tiny, flush
             )
-        if ftz:
-            subnormals_flushed_end(mode)
+        subnormals_flushed_end(mode)
 
 
 @_jit_algebraic
 def _sgd_momentum(p, g, buf, lr, momentum, c, nesterov):  # type: ignore[no-untyped-def]
-    mode = subnormals_flushed_begin()
+    mode = subnormals_flushed_begin(True)
     for i in range(p.size):
         b = buf[i] * momentum + c * g[i]
         buf[i] = b
@@ -216,7 +214,7 @@ def _sgd_momentum(p, g, buf, lr, momentum, c, nesterov):  # type: ignore[no-unty
 
 @_jit_algebraic
 def _velocity_sgd(p, g, vel, lr, momentum, nesterov):  # type: ignore[no-untyped-def]
-    mode = subnormals_flushed_begin()
+    mode = subnormals_flushed_begin(True)
     for i in range(p.size):
         step = lr * g[i]
         v = vel[i] * momentum - step
@@ -227,7 +225,7 @@ def _velocity_sgd(p, g, vel, lr, momentum, nesterov):  # type: ignore[no-untyped
 
 @_jit_algebraic
 def _scaled_add(t, s, coef):  # type: ignore[no-untyped-def]
-    mode = subnormals_flushed_begin()
+    mode = subnormals_flushed_begin(True)
     for i in range(t.size):
         t[i] = t[i] + coef * s[i]
     subnormals_flushed_end(mode)
@@ -235,7 +233,7 @@ def _scaled_add(t, s, coef):  # type: ignore[no-untyped-def]
 
 @_jit_algebraic
 def _scaled_add_masked(t, s, m, coef):  # type: ignore[no-untyped-def]
-    mode = subnormals_flushed_begin()
+    mode = subnormals_flushed_begin(True)
     for i in range(t.size):
         t[i] = t[i] + coef * (m[i] * s[i])
     subnormals_flushed_end(mode)
@@ -243,7 +241,7 @@ def _scaled_add_masked(t, s, m, coef):  # type: ignore[no-untyped-def]
 
 @_jit_algebraic
 def _rmsprop(p, g, sq, ga, buf, lr, alpha, c, eps, momentum, centered, use_momentum, ftz):  # type: ignore[no-untyped-def]
-    mode = subnormals_flushed_begin() if ftz else np.uint32(0)
+    mode = subnormals_flushed_begin(ftz)
     for i in range(p.size):
         gi = g[i]
         s = sq[i] * alpha + c * (gi * gi)
@@ -260,8 +258,7 @@ def _rmsprop(p, g, sq, ga, buf, lr, alpha, c, eps, momentum, centered, use_momen
             p[i] = p[i] - lr * bb
         else:
             p[i] = p[i] - lr * (gi / d)
-    if ftz:
-        subnormals_flushed_end(mode)
+    subnormals_flushed_end(mode)
 
 
 # ----------------------------------------------------------------------------- the kernels

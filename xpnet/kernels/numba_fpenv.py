@@ -82,8 +82,9 @@ def _mxcsr(builder: Any, op: str, slot: Any) -> None:
 
 
 @intrinsic
-def _begin(typingctx: Any) -> Any:
-    """Set FTZ and DAZ for this thread; return the control word to restore (0 off x86-64)."""
+def _begin(typingctx: Any, flush: Any) -> Any:
+    """Set FTZ and DAZ for this thread if ``flush``; return the control word to restore (0
+    off x86-64)."""
 
     def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
         if not FLUSHES_SUBNORMALS:
@@ -91,11 +92,12 @@ def _begin(typingctx: Any) -> Any:
         slot = cgutils.alloca_once(builder, _I32)
         _mxcsr(builder, "stmxcsr", slot)
         previous = builder.load(slot)
-        builder.store(builder.or_(previous, ir.Constant(_I32, _FTZ_DAZ)), slot)
+        flushed = builder.or_(previous, ir.Constant(_I32, _FTZ_DAZ))
+        builder.store(builder.select(args[0], flushed, previous), slot)
         _mxcsr(builder, "ldmxcsr", slot)
         return previous
 
-    return types.uint32(), codegen
+    return types.uint32(types.boolean), codegen
 
 
 @intrinsic
@@ -116,9 +118,10 @@ def _end(typingctx: Any, previous: Any) -> Any:
     return types.void(types.uint32), codegen
 
 
-def subnormals_flushed_begin() -> int:
-    """Set FTZ and DAZ for this thread; return the control word to give back to
-    :func:`subnormals_flushed_end` (in compiled code; from Python, nothing and 0)."""
+def subnormals_flushed_begin(flush: bool) -> int:
+    """Set FTZ and DAZ for this thread if ``flush`` (a loop that must keep IEEE arithmetic
+    passes False); return the control word to give back to :func:`subnormals_flushed_end`
+    (in compiled code; from Python, nothing and 0)."""
     return 0
 
 
@@ -127,12 +130,12 @@ def subnormals_flushed_end(previous: int) -> None:
     code; from Python, nothing)."""
 
 
-@overload(subnormals_flushed_begin)
-def _begin_compiled() -> Any:
-    return lambda: _begin()  # type: ignore[call-arg]  # numba passes typingctx
-
-
 # numba compares the typing and implementation signatures, annotations included.
+@overload(subnormals_flushed_begin)
+def _begin_compiled(flush):  # type: ignore[no-untyped-def]
+    return lambda flush: _begin(flush)
+
+
 @overload(subnormals_flushed_end)
 def _end_compiled(previous):  # type: ignore[no-untyped-def]
     return lambda previous: _end(previous)

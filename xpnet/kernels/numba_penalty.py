@@ -33,7 +33,7 @@ def _velocity_span(p, g, vel, coef, lr, momentum, nesterov, decayed):  # type: i
 
 @_jit_algebraic
 def _l2_velocity_sgd(p, g, vel, segs, coef, lr, momentum, nesterov):  # type: ignore[no-untyped-def]
-    mode = subnormals_flushed_begin()
+    mode = subnormals_flushed_begin(True)
     total = 0.0
     prev = 0
     for j in range(segs.shape[0]):
@@ -59,7 +59,7 @@ def _adam_span(p, g, m, v, coef, b1, c1, b2, c2, step_size, root_bc2, eps, tiny,
 
 @_jit_algebraic
 def _l2_adam(p, g, m, v, segs, coef, b1, c1, b2, c2, step_size, root_bc2, eps, tiny, flush, ftz):  # type: ignore[no-untyped-def]
-    mode = subnormals_flushed_begin() if ftz else np.uint32(0)
+    mode = subnormals_flushed_begin(ftz)
     total = 0.0
     prev = 0
     for j in range(segs.shape[0]):
@@ -78,8 +78,7 @@ def _l2_adam(p, g, m, v, segs, coef, b1, c1, b2, c2, step_size, root_bc2, eps, t
         p[prev:], g[prev:], m[prev:], v[prev:], coef,
         b1, c1, b2, c2, step_size, root_bc2, eps, tiny, flush, False,
     )  # fmt: skip
-    if ftz:
-        subnormals_flushed_end(mode)
+    subnormals_flushed_end(mode)
     return total
 
 
